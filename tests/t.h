@@ -1,0 +1,61 @@
+/* Minimal test harness: CHECK counts, prints failures with file:line, and
+ * T_DONE() prints "NAME: N passed, N failed, N skipped" and returns the exit
+ * status (non-zero on any failure). Seeded tests print their seed. */
+#ifndef DLQ_TESTS_T_H
+#define DLQ_TESTS_T_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int t_pass, t_fail, t_skip;
+
+#define CHECK(cond, ...)                                                    \
+    do {                                                                    \
+        if (cond) t_pass++;                                                 \
+        else {                                                              \
+            t_fail++;                                                       \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                   \
+            fputc('\n', stderr);                                            \
+        }                                                                   \
+    } while (0)
+
+#define SKIP(...)                                  \
+    do {                                           \
+        t_skip++;                                  \
+        fprintf(stderr, "SKIP %s: ", __FILE__);    \
+        fprintf(stderr, __VA_ARGS__);              \
+        fputc('\n', stderr);                       \
+    } while (0)
+
+#define T_DONE()                                                                           \
+    (printf("%s: %d passed, %d failed, %d skipped\n", __FILE__, t_pass, t_fail, t_skip), \
+     t_fail ? 1 : 0)
+
+/* Path to ../shared/data/<rel> (or $DLQ_SHARED/data/<rel>) if it exists,
+ * else NULL. Tests that need it SKIP with a message when absent. */
+static inline const char *t_shared(const char *rel) {
+    static char buf[8][1024];
+    static int slot;
+    const char *root = getenv("DLQ_SHARED");
+    char *b = buf[slot++ & 7];
+    snprintf(b, sizeof buf[0], "%s/data/%s", root ? root : "../shared", rel);
+    return access(b, F_OK) == 0 ? b : NULL;
+}
+
+/* max |a-b| over n floats, with the index of the worst element */
+static inline double t_maxabs(const float *a, const float *b, size_t n, size_t *worst) {
+    double m = 0;
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d > m || d != d) { m = d; w = i; if (d != d) break; }
+    }
+    if (worst) *worst = w;
+    return m;
+}
+
+#endif
