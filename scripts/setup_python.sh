@@ -1,0 +1,59 @@
+#!/bin/sh
+# Recreate the Python environment used ONLY to generate test fixtures and run
+# the PyTorch side of benchmarks (the dlqat product never needs Python).
+#
+# Target: a fresh Debian 12 (bookworm) machine, run as root, from anywhere:
+#   sh scripts/setup_python.sh            # creates <repo>/.venv
+# Idempotent: when everything is already installed it only checks and exits.
+#
+# Layout: Debian's python3-torch (1.13), numpy and sentencepiece come from apt;
+# the venv is created with --system-site-packages so it sees them; the
+# Hugging Face packages are pip-installed into the venv at pinned versions.
+set -eu
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+VENV=${VENV:-$REPO/.venv}
+
+APT_PKGS="python3-torch python3-numpy python3-venv python3-sentencepiece python3-pip"
+# Pinned top-level packages, plus their dependencies at the versions that
+# were installed when the committed fixtures were generated.
+PIP_PKGS="transformers==4.46.3 tokenizers==0.20.3 safetensors==0.8.0 gguf==0.19.0 \
+huggingface_hub==0.36.2 filelock==4.2.11 fsspec==2026.9.0 hf-xet==1.8.0 \
+packaging==26.3 regex==2026.11.15 tqdm==4.70.1"
+
+missing=""
+for p in $APT_PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "setup_python: apt-get install$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y $missing
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "setup_python: creating $VENV"
+    /usr/bin/python3 -m venv --system-site-packages "$VENV"
+fi
+
+# Quick check: all pins satisfied -> nothing to do.
+if "$VENV/bin/python" - $PIP_PKGS <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import version, PackageNotFoundError
+for spec in sys.argv[1:]:
+    name, want = spec.split("==")
+    try:
+        if version(name) != want:
+            sys.exit(1)
+    except PackageNotFoundError:
+        sys.exit(1)
+PY
+then
+    echo "setup_python: $VENV already up to date"
+else
+    echo "setup_python: pip install (pinned)"
+    "$VENV/bin/pip" install --disable-pip-version-check $PIP_PKGS
+fi
+
+"$VENV/bin/python" -c "import torch, numpy, sentencepiece, transformers, tokenizers, safetensors, gguf; print('torch', torch.__version__, '| transformers', transformers.__version__, '| numpy', numpy.__version__, '| sentencepiece', sentencepiece.__version__)"
