@@ -86,4 +86,52 @@ int64_t dlq_gguf_arr_int(const dlq_gguf_kv *kv, uint64_t i); /* any integer elem
 uint64_t dlq_ggml_nbytes(uint32_t ggml_type, uint64_t n);
 const char *dlq_ggml_type_name(uint32_t ggml_type);
 
+
+/* ---- writer (src/io/gguf_write.c) ----------------------------------------
+ * A small builder: add metadata and tensors in the order they should appear,
+ * then dlq_gguf_write() emits a GGUF v3 file atomically (temp file in the
+ * same folder + fsync + rename). Metadata values are copied when added;
+ * tensor data is NOT copied: the pointer must stay valid until the write.
+ * Tensor shapes are row-major (shape[0] slowest), like dlq_tensor_info; the
+ * writer reverses them into ggml's ne[] order. Each tensor's data is placed
+ * at the next multiple of the alignment (default 32; adding a
+ * "general.alignment" UINT32 key changes it, it must be a power of two).
+ * Every add function returns 0 or a DLQ_E* status with err filled (duplicate
+ * key or tensor name, bad type, byte count not matching the shape, ...). */
+typedef struct dlq_gguf_writer dlq_gguf_writer;
+
+dlq_gguf_writer *dlq_gguf_writer_new(dlq_err *err);
+void dlq_gguf_writer_free(dlq_gguf_writer *w);
+
+int dlq_gguf_add_u8(dlq_gguf_writer *w, const char *key, uint8_t v, dlq_err *err);
+int dlq_gguf_add_i8(dlq_gguf_writer *w, const char *key, int8_t v, dlq_err *err);
+int dlq_gguf_add_u16(dlq_gguf_writer *w, const char *key, uint16_t v, dlq_err *err);
+int dlq_gguf_add_i16(dlq_gguf_writer *w, const char *key, int16_t v, dlq_err *err);
+int dlq_gguf_add_u32(dlq_gguf_writer *w, const char *key, uint32_t v, dlq_err *err);
+int dlq_gguf_add_i32(dlq_gguf_writer *w, const char *key, int32_t v, dlq_err *err);
+int dlq_gguf_add_u64(dlq_gguf_writer *w, const char *key, uint64_t v, dlq_err *err);
+int dlq_gguf_add_i64(dlq_gguf_writer *w, const char *key, int64_t v, dlq_err *err);
+int dlq_gguf_add_f32(dlq_gguf_writer *w, const char *key, float v, dlq_err *err);
+int dlq_gguf_add_f64(dlq_gguf_writer *w, const char *key, double v, dlq_err *err);
+int dlq_gguf_add_bool(dlq_gguf_writer *w, const char *key, int v, dlq_err *err);
+int dlq_gguf_add_str(dlq_gguf_writer *w, const char *key, const char *s, dlq_err *err);
+/* string with explicit length (may contain NUL bytes) */
+int dlq_gguf_add_strn(dlq_gguf_writer *w, const char *key, const char *s, uint64_t len, dlq_err *err);
+int dlq_gguf_add_arr_str(dlq_gguf_writer *w, const char *key, const char *const *strs, size_t n, dlq_err *err);
+int dlq_gguf_add_arr_f32(dlq_gguf_writer *w, const char *key, const float *v, size_t n, dlq_err *err);
+int dlq_gguf_add_arr_i32(dlq_gguf_writer *w, const char *key, const int32_t *v, size_t n, dlq_err *err);
+/* Array of any fixed-size scalar element type (UINT8..FLOAT64 except STRING
+ * and ARRAY); `elems` holds n little-endian values of that type. */
+int dlq_gguf_add_arr(dlq_gguf_writer *w, const char *key, uint32_t elem_type, const void *elems, size_t n,
+                     dlq_err *err);
+/* Escape hatch (tests, nested arrays): `type` and the already-serialized
+ * value bytes are written as given, unchecked. */
+int dlq_gguf_add_raw(dlq_gguf_writer *w, const char *key, uint32_t type, const void *bytes, size_t nbytes,
+                     dlq_err *err);
+
+int dlq_gguf_add_tensor(dlq_gguf_writer *w, const char *name, uint32_t ggml_type, int ndim,
+                        const int64_t *shape, const void *data, size_t nbytes, dlq_err *err);
+
+int dlq_gguf_write(dlq_gguf_writer *w, const char *path, dlq_err *err);
+
 #endif

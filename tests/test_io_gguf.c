@@ -1,0 +1,327 @@
+/* GGUF reader/writer: real vocab-only files from ../shared, a writer->reader
+ * round trip of every metadata type and F32/F16/BF16/Q8_0 tensors, and
+ * fuzz-style truncation / mutation robustness. */
+#include "io/gguf.h"
+
+#include <stdint.h>
+
+#include "core/mapfile.h"
+#include "t.h"
+
+static uint64_t rng_state;
+static uint64_t rnd(void) { /* splitmix64 */
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static int streq(dlq_gguf_str s, const char *c) { return s.ptr && s.len == strlen(c) && memcmp(s.ptr, c, s.len) == 0; }
+
+static void test_vocab(void) {
+    const char *spm = t_shared("models/gguf-vocab/ggml-vocab-llama-spm.gguf");
+    const char *gpt = t_shared("models/gguf-vocab/ggml-vocab-gpt-2.gguf");
+    if (!spm || !gpt) {
+        SKIP("../shared/data/models/gguf-vocab absent");
+        return;
+    }
+    dlq_gguf g;
+    dlq_err e = {0};
+    int rc = dlq_gguf_open(&g, spm, &e);
+    CHECK(rc == 0, "open %s: %s", spm, e.msg);
+    if (rc == 0) {
+        CHECK(g.version == 3 && g.n_tensors == 0 && g.n_kv == 22, "v%u %llu tensors %llu kv", g.version,
+              (unsigned long long)g.n_tensors, (unsigned long long)g.n_kv);
+        dlq_gguf_str s;
+        CHECK(dlq_gguf_get_str(&g, "general.architecture", &s, &e) == 0 && streq(s, "llama"), "arch %s", e.msg);
+        const dlq_gguf_kv *tok = dlq_gguf_find(&g, "tokenizer.ggml.tokens");
+        CHECK(tok && tok->type == DLQ_GGUF_ARRAY && tok->arr_type == DLQ_GGUF_STRING && tok->arr_n == 32000,
+              "tokens kv");
+        CHECK(streq(dlq_gguf_arr_str(tok, 0), "<unk>") && streq(dlq_gguf_arr_str(tok, 1), "<s>") &&
+                  streq(dlq_gguf_arr_str(tok, 2), "</s>") && streq(dlq_gguf_arr_str(tok, 31999), "\xe7\xbb\x99"),
+              "token strings");
+        CHECK(dlq_gguf_arr_str(tok, 32000).ptr == NULL, "out of range string");
+        const dlq_gguf_kv *sc = dlq_gguf_find(&g, "tokenizer.ggml.scores");
+        CHECK(sc && sc->arr_n == 32000 && dlq_gguf_arr_f32(sc, 0) == 0.0f && dlq_gguf_arr_f32(sc, 31999) == -31740.0f,
+              "scores");
+        const dlq_gguf_kv *tt = dlq_gguf_find(&g, "tokenizer.ggml.token_type");
+        CHECK(tt && tt->arr_n == 32000 && dlq_gguf_arr_int(tt, 0) == 2 && dlq_gguf_arr_int(tt, 1) == 3 &&
+                  dlq_gguf_arr_int(tt, 31999) == 1,
+              "token types");
+        uint32_t bos = 9, eos = 9;
+        CHECK(dlq_gguf_get_u32(&g, "tokenizer.ggml.bos_token_id", &bos, &e) == 0 && bos == 1, "bos %u", bos);
+        CHECK(dlq_gguf_get_u32(&g, "tokenizer.ggml.eos_token_id", &eos, &e) == 0 && eos == 2, "eos %u", eos);
+        int b = -1;
+        CHECK(dlq_gguf_get_bool(&g, "tokenizer.ggml.add_bos_token", &b, &e) == 0 && b == 1, "add_bos");
+        float eps = 0;
+        CHECK(dlq_gguf_get_f32(&g, "llama.attention.layer_norm_rms_epsilon", &eps, &e) == 0 && eps == 1e-5f, "eps");
+        int64_t v = 0;
+        CHECK(dlq_gguf_get_i64(&g, "llama.vocab_size", &v, &e) == 0 && v == 32000, "vocab_size");
+        CHECK(dlq_gguf_get_u32(&g, "general.architecture", &bos, &e) == DLQ_EFORMAT &&
+                  strstr(e.msg, "general.architecture"),
+              "type mismatch message: %s", e.msg);
+        CHECK(dlq_gguf_get_u32(&g, "no.such.key", &bos, &e) == DLQ_EFORMAT && strstr(e.msg, "no.such.key"),
+              "missing key message: %s", e.msg);
+        dlq_gguf_close(&g);
+    }
+    rc = dlq_gguf_open(&g, gpt, &e);
+    CHECK(rc == 0, "open %s: %s", gpt, e.msg);
+    if (rc == 0) {
+        dlq_gguf_str s;
+        CHECK(dlq_gguf_get_str(&g, "general.architecture", &s, &e) == 0 && streq(s, "gpt2"), "arch");
+        const dlq_gguf_kv *tok = dlq_gguf_find(&g, "tokenizer.ggml.tokens");
+        CHECK(tok && tok->arr_n == 50257 && streq(dlq_gguf_arr_str(tok, 0), "!") &&
+                  streq(dlq_gguf_arr_str(tok, 50256), "<|endoftext|>"),
+              "gpt2 tokens");
+        const dlq_gguf_kv *m = dlq_gguf_find(&g, "tokenizer.ggml.merges");
+        CHECK(m && m->arr_n == 50000 && streq(dlq_gguf_arr_str(m, 0), "\xc4\xa0 t") &&
+                  streq(dlq_gguf_arr_str(m, 49999), "\xc4\xa0g azed"),
+              "merges");
+        uint32_t bos = 0, eos = 0;
+        CHECK(dlq_gguf_get_u32(&g, "tokenizer.ggml.bos_token_id", &bos, &e) == 0 && bos == 50256, "bos");
+        CHECK(dlq_gguf_get_u32(&g, "tokenizer.ggml.eos_token_id", &eos, &e) == 0 && eos == 50256, "eos");
+        dlq_gguf_close(&g);
+    }
+}
+
+/* ---- round trip ---------------------------------------------------------- */
+
+#define NT 8
+static float f32d[3 * 5];
+static uint16_t f16d[2 * 3 * 4], bf16d[7];
+static uint8_t q8d[2 * 34];
+
+static int build(const char *path, uint32_t align) {
+    dlq_err e = {0};
+    dlq_gguf_writer *w = dlq_gguf_writer_new(&e);
+    int rc = 0;
+    if (!w) return -1;
+    rc |= dlq_gguf_add_str(w, "general.architecture", "llama", &e);
+    if (align) rc |= dlq_gguf_add_u32(w, "general.alignment", align, &e);
+    rc |= dlq_gguf_add_u8(w, "t.u8", 200, &e);
+    rc |= dlq_gguf_add_i8(w, "t.i8", -100, &e);
+    rc |= dlq_gguf_add_u16(w, "t.u16", 60000, &e);
+    rc |= dlq_gguf_add_i16(w, "t.i16", -30000, &e);
+    rc |= dlq_gguf_add_u32(w, "t.u32", 4000000000u, &e);
+    rc |= dlq_gguf_add_i32(w, "t.i32", -2000000000, &e);
+    rc |= dlq_gguf_add_f32(w, "t.f32", 1.5f, &e);
+    rc |= dlq_gguf_add_bool(w, "t.bool", 1, &e);
+    rc |= dlq_gguf_add_u64(w, "t.u64", 0xfedcba9876543210ull, &e);
+    rc |= dlq_gguf_add_i64(w, "t.i64", -1234567890123ll, &e);
+    rc |= dlq_gguf_add_f64(w, "t.f64", -2.25, &e);
+    rc |= dlq_gguf_add_strn(w, "t.str", "a\0b", 3, &e);
+    rc |= dlq_gguf_add_str(w, "t.empty", "", &e);
+    const char *strs[] = {"x", "", "hello world"};
+    rc |= dlq_gguf_add_arr_str(w, "t.astr", strs, 3, &e);
+    float fa[] = {0.5f, -1.0f, 3.25f};
+    rc |= dlq_gguf_add_arr_f32(w, "t.af32", fa, 3, &e);
+    int32_t ia[] = {-7, 0, 7, 1 << 30};
+    rc |= dlq_gguf_add_arr_i32(w, "t.ai32", ia, 4, &e);
+    uint16_t ua[] = {1, 65535};
+    rc |= dlq_gguf_add_arr(w, "t.au16", DLQ_GGUF_UINT16, ua, 2, &e);
+    rc |= dlq_gguf_add_arr(w, "t.aempty", DLQ_GGUF_INT64, NULL, 0, &e);
+    /* array of 2 arrays: [u8 x2], [string "ab"] */
+    uint8_t nested[] = {2, 0, 0, 0,  2, 0, 0, 0, 0, 0, 0, 0, /* elem type ARRAY, count 2 */
+                        0, 0, 0, 0,  2, 0, 0, 0, 0, 0, 0, 0, 9, 8,
+                        8, 0, 0, 0,  1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 'a', 'b'};
+    nested[0] = DLQ_GGUF_ARRAY;
+    rc |= dlq_gguf_add_raw(w, "t.nested", DLQ_GGUF_ARRAY, nested, sizeof nested, &e);
+    /* writer-side validation */
+    int bad = dlq_gguf_add_u8(w, "t.u8", 1, &e);
+    CHECK(bad == DLQ_EINVAL && strstr(e.msg, "t.u8"), "duplicate key accepted: %s", e.msg);
+    int64_t s1[] = {3, 5}, s2[] = {2, 3, 4}, s3[] = {7}, s4[] = {1, 64}, s0[] = {0, 4};
+    rc |= dlq_gguf_add_tensor(w, "w.f32", DLQ_GGML_F32, 2, s1, f32d, sizeof f32d, &e);
+    rc |= dlq_gguf_add_tensor(w, "w.f16", DLQ_GGML_F16, 3, s2, f16d, sizeof f16d, &e);
+    rc |= dlq_gguf_add_tensor(w, "w.bf16", DLQ_GGML_BF16, 1, s3, bf16d, sizeof bf16d, &e);
+    rc |= dlq_gguf_add_tensor(w, "w.q8", DLQ_GGML_Q8_0, 2, s4, q8d, sizeof q8d, &e);
+    rc |= dlq_gguf_add_tensor(w, "w.empty", DLQ_GGML_F32, 2, s0, NULL, 0, &e);
+    bad = dlq_gguf_add_tensor(w, "w.bad", DLQ_GGML_F32, 2, s1, f32d, 4, &e);
+    CHECK(bad == DLQ_EINVAL && strstr(e.msg, "w.bad"), "wrong nbytes accepted: %s", e.msg);
+    int64_t s5[] = {1, 33};
+    bad = dlq_gguf_add_tensor(w, "w.bad2", DLQ_GGML_Q8_0, 2, s5, q8d, 34, &e);
+    CHECK(bad == DLQ_EINVAL, "partial block accepted");
+    if (!rc) rc = dlq_gguf_write(w, path, &e);
+    if (rc) fprintf(stderr, "build: %s\n", e.msg);
+    dlq_gguf_writer_free(w);
+    return rc;
+}
+
+static void test_roundtrip(const char *path, uint32_t align) {
+    for (size_t i = 0; i < sizeof f32d / 4; i++) f32d[i] = (float)i * 0.25f - 1.0f;
+    for (size_t i = 0; i < sizeof f16d / 2; i++) f16d[i] = dlq_f32_to_f16((float)i - 3.0f);
+    for (size_t i = 0; i < sizeof bf16d / 2; i++) bf16d[i] = dlq_f32_to_bf16((float)i * 1.5f);
+    for (size_t i = 0; i < sizeof q8d; i++) q8d[i] = (uint8_t)(i * 37);
+    int rc = build(path, align);
+    CHECK(rc == 0, "write %s", path);
+    if (rc) return;
+    dlq_gguf g;
+    dlq_err e = {0};
+    rc = dlq_gguf_open(&g, path, &e);
+    CHECK(rc == 0, "reopen: %s", e.msg);
+    if (rc) return;
+    uint32_t u32;
+    int64_t i64;
+    float f;
+    int b;
+    dlq_gguf_str s;
+    CHECK(g.alignment == (align ? align : 32) && g.data_offset % g.alignment == 0, "alignment %u", g.alignment);
+    CHECK(dlq_gguf_get_u32(&g, "t.u8", &u32, &e) == 0 && u32 == 200, "u8");
+    CHECK(dlq_gguf_get_i64(&g, "t.i8", &i64, &e) == 0 && i64 == -100, "i8");
+    CHECK(dlq_gguf_get_u32(&g, "t.i8", &u32, &e) == DLQ_EFORMAT, "negative into u32");
+    CHECK(dlq_gguf_get_u32(&g, "t.u16", &u32, &e) == 0 && u32 == 60000, "u16");
+    CHECK(dlq_gguf_get_i64(&g, "t.i16", &i64, &e) == 0 && i64 == -30000, "i16");
+    CHECK(dlq_gguf_get_u32(&g, "t.u32", &u32, &e) == 0 && u32 == 4000000000u, "u32");
+    CHECK(dlq_gguf_get_i64(&g, "t.i32", &i64, &e) == 0 && i64 == -2000000000, "i32");
+    CHECK(dlq_gguf_get_f32(&g, "t.f32", &f, &e) == 0 && f == 1.5f, "f32");
+    CHECK(dlq_gguf_get_bool(&g, "t.bool", &b, &e) == 0 && b == 1, "bool");
+    CHECK(dlq_gguf_get_i64(&g, "t.u64", &i64, &e) == DLQ_EFORMAT, "u64 > INT64_MAX");
+    CHECK(dlq_gguf_get_u32(&g, "t.u64", &u32, &e) == DLQ_EFORMAT, "u64 into u32");
+    const dlq_gguf_kv *kv = dlq_gguf_find(&g, "t.u64");
+    CHECK(kv && kv->type == DLQ_GGUF_UINT64, "u64 type");
+    CHECK(dlq_gguf_get_i64(&g, "t.i64", &i64, &e) == 0 && i64 == -1234567890123ll, "i64");
+    CHECK(dlq_gguf_get_f32(&g, "t.f64", &f, &e) == 0 && f == -2.25f, "f64");
+    CHECK(dlq_gguf_get_str(&g, "t.str", &s, &e) == 0 && s.len == 3 && memcmp(s.ptr, "a\0b", 3) == 0, "str");
+    CHECK(dlq_gguf_get_str(&g, "t.empty", &s, &e) == 0 && s.len == 0, "empty str");
+    kv = dlq_gguf_find(&g, "t.astr");
+    CHECK(kv && kv->arr_n == 3 && streq(dlq_gguf_arr_str(kv, 0), "x") && dlq_gguf_arr_str(kv, 1).len == 0 &&
+              streq(dlq_gguf_arr_str(kv, 2), "hello world"),
+          "arr str");
+    kv = dlq_gguf_find(&g, "t.af32");
+    CHECK(kv && kv->arr_n == 3 && dlq_gguf_arr_f32(kv, 2) == 3.25f && dlq_gguf_arr_int(kv, 0) == 0, "arr f32");
+    kv = dlq_gguf_find(&g, "t.ai32");
+    CHECK(kv && kv->arr_n == 4 && dlq_gguf_arr_int(kv, 0) == -7 && dlq_gguf_arr_int(kv, 3) == 1 << 30, "arr i32");
+    kv = dlq_gguf_find(&g, "t.au16");
+    CHECK(kv && kv->arr_type == DLQ_GGUF_UINT16 && dlq_gguf_arr_int(kv, 1) == 65535, "arr u16");
+    kv = dlq_gguf_find(&g, "t.aempty");
+    CHECK(kv && kv->arr_n == 0 && dlq_gguf_arr_int(kv, 0) == 0, "empty arr");
+    kv = dlq_gguf_find(&g, "t.nested");
+    CHECK(kv && kv->arr_type == DLQ_GGUF_ARRAY && kv->arr_n == 2 && dlq_gguf_arr_int(kv, 0) == 0 &&
+              dlq_gguf_arr_str(kv, 0).ptr == NULL,
+          "nested");
+    CHECK(g.n_tensors == 5, "n_tensors %llu", (unsigned long long)g.n_tensors);
+    const dlq_tensor_info *t = dlq_gguf_find_tensor(&g, "w.f32");
+    CHECK(t && t->dtype == DLQ_F32 && t->ndim == 2 && t->shape[0] == 3 && t->shape[1] == 5 &&
+              t->nbytes == sizeof f32d && memcmp(t->data, f32d, sizeof f32d) == 0,
+          "f32 tensor");
+    t = dlq_gguf_find_tensor(&g, "w.f16");
+    CHECK(t && t->dtype == DLQ_F16 && t->ndim == 3 && t->shape[0] == 2 && t->shape[2] == 4 &&
+              memcmp(t->data, f16d, sizeof f16d) == 0,
+          "f16 tensor");
+    t = dlq_gguf_find_tensor(&g, "w.bf16");
+    CHECK(t && t->dtype == DLQ_BF16 && t->ndim == 1 && t->shape[0] == 7 && memcmp(t->data, bf16d, sizeof bf16d) == 0,
+          "bf16 tensor");
+    t = dlq_gguf_find_tensor(&g, "w.q8");
+    CHECK(t && t->dtype == DLQ_DTYPE_COUNT && t->file_type == DLQ_GGML_Q8_0 && t->nbytes == 68 &&
+              memcmp(t->data, q8d, 68) == 0,
+          "q8 tensor");
+    for (uint64_t i = 0; i < g.n_tensors; i++)
+        CHECK(((const uint8_t *)g.tensors[i].data - g.file.data) % g.alignment == 0, "tensor %llu aligned",
+              (unsigned long long)i);
+    dlq_gguf_close(&g);
+}
+
+static void test_sizes(void) {
+    CHECK(dlq_ggml_nbytes(DLQ_GGML_Q4_0, 64) == 36, "q4_0");
+    CHECK(dlq_ggml_nbytes(DLQ_GGML_Q4_K, 512) == 288, "q4_k");
+    CHECK(dlq_ggml_nbytes(DLQ_GGML_Q6_K, 256) == 210, "q6_k");
+    CHECK(dlq_ggml_nbytes(DLQ_GGML_Q2_K, 255) == 0, "partial block");
+    CHECK(dlq_ggml_nbytes(15, 256) == 292, "q8_k");
+    CHECK(dlq_ggml_nbytes(99, 256) == 0, "unknown");
+    CHECK(dlq_ggml_nbytes(DLQ_GGML_F32, UINT64_MAX) == 0, "overflow");
+    CHECK(strcmp(dlq_ggml_type_name(DLQ_GGML_Q5_1), "Q5_1") == 0, "name");
+}
+
+/* ---- robustness ---------------------------------------------------------- */
+
+static size_t n_ok, n_err;
+
+static void parse_one(const uint8_t *src, size_t len, const char *label, unsigned long long tag) {
+    uint8_t *buf = malloc(len ? len : 1); /* exact-size copy so sanitizers see overreads */
+    memcpy(buf, src, len);
+    dlq_gguf g;
+    dlq_err e = {0};
+    int rc = dlq_gguf_parse(&g, buf, len, "fuzz", &e);
+    if (rc == 0) {
+        n_ok++;
+        volatile unsigned acc = 0;
+        for (uint64_t i = 0; i < g.n_tensors; i++) {
+            const uint8_t *p = g.tensors[i].data;
+            if (g.tensors[i].nbytes) acc += p[0] + p[g.tensors[i].nbytes - 1];
+            if (g.tensors[i].nbytes && (p < buf || p + g.tensors[i].nbytes > buf + len)) {
+                CHECK(0, "%s %llu: tensor outside buffer", label, tag);
+            }
+        }
+        for (uint64_t i = 0; i < g.n_kv; i++) {
+            const dlq_gguf_kv *kv = &g.kv[i];
+            for (uint64_t j = 0; j < kv->arr_n && j < 64; j++) {
+                dlq_gguf_str s = dlq_gguf_arr_str(kv, j);
+                if (s.len) acc += (unsigned char)s.ptr[s.len - 1];
+                acc += (unsigned)dlq_gguf_arr_int(kv, j) + (unsigned)dlq_gguf_arr_f32(kv, j);
+            }
+            if (kv->arr_n) {
+                dlq_gguf_str s = dlq_gguf_arr_str(kv, kv->arr_n - 1);
+                if (s.len) acc += (unsigned char)s.ptr[s.len - 1];
+                acc += (unsigned)dlq_gguf_arr_int(kv, kv->arr_n - 1);
+            }
+        }
+        (void)acc;
+        dlq_gguf_close(&g);
+    } else {
+        n_err++;
+        if (!e.msg[0] || rc > 0) CHECK(0, "%s %llu: error %d without message", label, tag, rc);
+    }
+    free(buf);
+}
+
+static void fuzz(const uint8_t *img, size_t size, size_t full_upto, size_t hot, int nmut, uint64_t seed,
+                 const char *label) {
+    rng_state = seed;
+    size_t lim = full_upto < size ? full_upto : size;
+    for (size_t L = 0; L <= lim; L++) parse_one(img, L, label, L);
+    for (int i = 0; i < 200 && size > lim; i++) parse_one(img, lim + rnd() % (size - lim), label, i);
+    uint8_t *m = malloc(size);
+    for (int i = 0; i < nmut; i++) {
+        memcpy(m, img, size);
+        int k = 1 + (int)(rnd() % 4);
+        for (int j = 0; j < k; j++) {
+            size_t pos = (size_t)(rnd() % (hot < size ? hot : size));
+            switch (rnd() % 4) {
+            case 0: m[pos] ^= (uint8_t)(1u << (rnd() % 8)); break;
+            case 1: m[pos] = (uint8_t)rnd(); break;
+            case 2: m[pos] = 0xff; break;
+            default: m[pos] = 0; break;
+            }
+        }
+        parse_one(m, size, label, (unsigned long long)i);
+    }
+    free(m);
+}
+
+int main(void) {
+    uint64_t seed = 0x6775676675ull;
+    if (getenv("DLQ_SEED")) seed = strtoull(getenv("DLQ_SEED"), NULL, 0);
+    printf("test_io_gguf: seed 0x%llx (set DLQ_SEED to change)\n", (unsigned long long)seed);
+    test_sizes();
+    test_vocab();
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/dlq_test_gguf_%d.gguf", (int)getpid());
+    test_roundtrip(path, 0);
+    test_roundtrip(path, 64);
+    /* fuzz the synthetic file (written with alignment 64) */
+    dlq_mapfile mf;
+    dlq_err e = {0};
+    if (dlq_mapfile_open(&mf, path, &e) == 0) {
+        fuzz(mf.data, mf.size, mf.size, mf.size, 5000, seed, "synthetic");
+        dlq_mapfile_close(&mf);
+    }
+    if (getenv("DLQ_KEEP_GGUF")) printf("kept %s\n", path); /* for checking with Python's gguf by hand */
+    else unlink(path);
+    const char *spm = t_shared("models/gguf-vocab/ggml-vocab-llama-spm.gguf");
+    if (spm && dlq_mapfile_open(&mf, spm, &e) == 0) {
+        fuzz(mf.data, mf.size, 2048, 4096, 300, seed + 1, "spm");
+        dlq_mapfile_close(&mf);
+    }
+    printf("fuzz: %zu parsed, %zu rejected\n", n_ok, n_err);
+    CHECK(n_err > 0 && n_ok > 0, "fuzz outcomes %zu/%zu", n_ok, n_err);
+    return T_DONE();
+}
