@@ -1,0 +1,27 @@
+/* Perplexity by the GPTQ-family protocol (SPEC §6): one token stream,
+ * non-overlapping windows of ctx tokens (the tail that does not fill a
+ * window is dropped), each window's mean next-token NLL over its ctx-1
+ * predictions, ppl = exp(mean over windows). */
+#ifndef DLQ_EVAL_PPL_H
+#define DLQ_EVAL_PPL_H
+
+#include <stdint.h>
+
+#include "model/model.h"
+
+typedef struct dlq_ppl_result {
+    double nll;        /* mean over windows of the window mean NLL */
+    double ppl;        /* exp(nll) */
+    int64_t tokens;    /* tokens in the evaluated windows (windows * ctx) */
+    int64_t windows;
+    int ctx;
+    double seconds;    /* forward + loss time */
+} dlq_ppl_result;
+
+/* progress(done, total, elapsed_s, user) is called after each batch (may be NULL). */
+typedef void (*dlq_progress_fn)(int64_t done, int64_t total, double elapsed, void *user);
+
+int dlq_ppl_eval(const dlq_model *m, const int32_t *tokens, int64_t n, int ctx, int batch, int64_t max_windows,
+                 dlq_progress_fn progress, void *user, dlq_ppl_result *res, dlq_err *err);
+
+#endif

@@ -1,0 +1,92 @@
+#include <cblas.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels/linear.h"
+
+#define ROW_BLOCK_FLOATS (1u << 20) /* 4 MiB of widened weight rows per sgemm */
+
+/* rows per block: ROW_BLOCK_FLOATS / cols, at least 16; so a scratch sized
+ * for the widest weight fits every narrower one too */
+static int64_t block_rows(int64_t cols) {
+    int64_t rows = (int64_t)ROW_BLOCK_FLOATS / cols;
+    return rows < 16 ? 16 : rows;
+}
+
+size_t dlq_linear_scratch_floats(int64_t cols) {
+    size_t a = ROW_BLOCK_FLOATS, b = 16 * (size_t)cols;
+    return a > b ? a : b;
+}
+
+void dlq_weight_row(const dlq_weight *w, int64_t r, float *out) {
+    size_t es = dlq_dtype_size(w->dtype);
+    dlq_to_f32(out, (const char *)w->data + (size_t)r * (size_t)w->cols * es, w->dtype, (size_t)w->cols);
+}
+
+static void add_bias(float *y, int64_t ldy, int64_t n, const dlq_weight *bias) {
+    if (!bias || !bias->data) return;
+    float b[bias->cols];
+    dlq_weight_row(bias, 0, b);
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < bias->cols; j++) y[i * ldy + j] += b[j];
+}
+
+/* decode path: n tiny, stream the weight once, widen on the fly */
+static void linear_small(float *y, int64_t ldy, const float *x, int64_t n, const dlq_weight *w) {
+    int64_t out = w->rows, in = w->cols;
+    #pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < out; r++) {
+        float row[in];
+        dlq_weight_row(w, r, row);
+        for (int64_t i = 0; i < n; i++) {
+            const float *xi = x + i * in;
+            float acc[8] = {0};
+            int64_t k = 0;
+            for (; k + 8 <= in; k += 8)
+                for (int u = 0; u < 8; u++) acc[u] += row[k + u] * xi[k + u];
+            float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+            for (; k < in; k++) s += row[k] * xi[k];
+            y[i * ldy + r] = s;
+        }
+    }
+}
+
+void dlq_linear(float *y, int64_t ldy, const float *x, int64_t n, const dlq_weight *w, const dlq_weight *bias,
+                float *scratch) {
+    int64_t out = w->rows, in = w->cols;
+    int aligned = ((uintptr_t)w->data % sizeof(float)) == 0;
+    if (n <= 4 && w->dtype != DLQ_F32) {
+        linear_small(y, ldy, x, n, w);
+    } else if (w->dtype == DLQ_F32 && aligned) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)out, (int)in, 1.0f, x, (int)in,
+                    (const float *)w->data, (int)in, 0.0f, y, (int)ldy);
+    } else {
+        int64_t rb = block_rows(in);
+        size_t es = dlq_dtype_size(w->dtype);
+        for (int64_t r0 = 0; r0 < out; r0 += rb) {
+            int64_t nr = out - r0 < rb ? out - r0 : rb;
+            const char *src = (const char *)w->data + (size_t)r0 * (size_t)in * es;
+            #pragma omp parallel for schedule(static)
+            for (int64_t r = 0; r < nr; r++)
+                dlq_to_f32(scratch + r * in, src + (size_t)r * (size_t)in * es, w->dtype, (size_t)in);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)nr, (int)in, 1.0f, x, (int)in, scratch,
+                        (int)in, 0.0f, y + r0, (int)ldy);
+        }
+    }
+    add_bias(y, ldy, n, bias);
+}
+
+void dlq_linear_ref(float *y, int64_t ldy, const float *x, int64_t n, const dlq_weight *w, const dlq_weight *bias) {
+    int64_t out = w->rows, in = w->cols;
+    float row[in], b[out > 0 ? out : 1];
+    if (bias && bias->data) dlq_weight_row(bias, 0, b);
+    for (int64_t r = 0; r < out; r++) {
+        dlq_weight_row(w, r, row);
+        for (int64_t i = 0; i < n; i++) {
+            double s = 0;
+            for (int64_t k = 0; k < in; k++) s += (double)row[k] * x[i * in + k];
+            if (bias && bias->data) s += b[r];
+            y[i * ldy + r] = (float)s;
+        }
+    }
+}

@@ -1,0 +1,25 @@
+/* Y = X W^T (+ bias) with W stored as F32, F16 or BF16 (rows = out features).
+ * X is [n, in] row-major fp32, Y is [n, out] (ldy >= out). F16/BF16 weights
+ * are widened to fp32 in row blocks inside `scratch` and multiplied with
+ * OpenBLAS sgemm; small n (decode) takes a direct dot-product path. */
+#ifndef DLQ_KERNELS_LINEAR_H
+#define DLQ_KERNELS_LINEAR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/model.h"
+
+/* Floats of scratch that dlq_linear needs for a weight of `cols` inputs. */
+size_t dlq_linear_scratch_floats(int64_t cols);
+
+void dlq_linear(float *y, int64_t ldy, const float *x, int64_t n, const dlq_weight *w, const dlq_weight *bias,
+                float *scratch);
+
+/* Scalar reference (double accumulation): the specification for tests. */
+void dlq_linear_ref(float *y, int64_t ldy, const float *x, int64_t n, const dlq_weight *w, const dlq_weight *bias);
+
+/* Row r of a weight, widened to fp32. */
+void dlq_weight_row(const dlq_weight *w, int64_t r, float *out);
+
+#endif

@@ -1,0 +1,22 @@
+/* Private to src/model/: helpers shared by the format-specific loaders. */
+#ifndef DLQ_MODEL_LOAD_INTERNAL_H
+#define DLQ_MODEL_LOAD_INTERNAL_H
+
+#include "core/tensor.h"
+#include "io/gguf.h"
+#include "io/llama2c.h"
+#include "model/model.h"
+
+/* Checks t's dtype and shape ([rows, cols], or [cols] when rows == 1) and
+ * points w at its data. Errors name the tensor and what the config implies. */
+int dlq_bind_weight(dlq_weight *w, const dlq_tensor_info *t, int64_t rows, int64_t cols, const char *name,
+                    const char *what, dlq_err *err);
+/* A buffer freed with the model. */
+void *dlq_model_own(dlq_model *m, size_t bytes, dlq_err *err);
+size_t dlq_weight_bytes(const dlq_weight *w);
+void dlq_model_count_bytes(dlq_model *m);
+
+int dlq_load_llama2c_model(dlq_model *m, const char *path, const dlq_load_opts *opts, dlq_err *err);
+int dlq_load_gguf_model(dlq_model *m, const char *path, const dlq_load_opts *opts, dlq_err *err);
+
+#endif

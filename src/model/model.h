@@ -1,0 +1,65 @@
+/* A loaded LLaMA-family model: config, frozen weights (views into mapped
+ * files, in their stored dtype), tokenizer.
+ *
+ * Internal RoPE layout: Hugging Face's (rotate_half: within a head, dimension
+ * i pairs with i + head_dim/2). llama2.c checkpoints and GGUF "llama" files
+ * store q/k rows in Meta's interleaved layout (pairs (2i, 2i+1)); the loader
+ * permutes those rows once into the HF layout (docs/numerics.md). */
+#ifndef DLQ_MODEL_MODEL_H
+#define DLQ_MODEL_MODEL_H
+
+#include <stdint.h>
+
+#include "core/dtype.h"
+#include "core/err.h"
+#include "model/config.h"
+#include "tokenizer/tokenizer.h"
+
+/* A 2-D weight (rows = output features, cols = input features), row-major,
+ * or a 1-D vector (rows = 1). */
+typedef struct dlq_weight {
+    const void *data;
+    dlq_dtype dtype;   /* F32, F16 or BF16 */
+    int64_t rows, cols;
+} dlq_weight;
+
+typedef struct dlq_layer {
+    dlq_weight attn_norm, wq, wk, wv, wo, bq, bk, bv;
+    dlq_weight ffn_norm, w_gate, w_up, w_down;
+} dlq_layer;
+
+typedef enum dlq_model_format {
+    DLQ_FMT_HF = 1, DLQ_FMT_LLAMA2C = 2, DLQ_FMT_GGUF = 3
+} dlq_model_format;
+
+typedef struct dlq_model {
+    dlq_config cfg;
+    dlq_model_format format;
+    char path[1024];
+    dlq_weight tok_emb, out_norm, lm_head;
+    dlq_layer *layers;
+    dlq_tokenizer *tok;   /* NULL when the model ships none */
+    void *src;            /* format-specific owner of the mappings */
+    void **owned;         /* buffers the loader allocated (permuted / converted tensors) */
+    int n_owned;
+    size_t weight_bytes;  /* bytes of all weights as stored */
+    const float *rope_freq_factors; /* [head_dim/2] divisors of inv_freq (GGUF rope_freqs.weight), or NULL */
+} dlq_model;
+
+typedef struct dlq_load_opts {
+    const char *tokenizer_path; /* override / required for llama2.c checkpoints */
+} dlq_load_opts;
+
+/* path: a Hugging Face folder (config.json + safetensors), a llama2.c .bin or
+ * a .gguf. Every tensor's shape and dtype is checked against the config. */
+int dlq_model_load(dlq_model **out, const char *path, const dlq_load_opts *opts, dlq_err *err);
+void dlq_model_destroy(dlq_model *m);
+int64_t dlq_model_n_params(const dlq_model *m);
+const char *dlq_model_format_name(dlq_model_format f);
+
+/* Meta (interleaved pairs) -> HF (rotate_half) layout for the rows of a q or
+ * k projection: n_heads heads of head_dim rows each, row_bytes per row.
+ * HF row h*hd + c*hd/2 + i  <-  Meta row h*hd + 2*i + c. */
+void dlq_permute_rope_rows(void *dst, const void *src, int n_heads, int head_dim, size_t row_bytes);
+
+#endif

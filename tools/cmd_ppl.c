@@ -1,0 +1,77 @@
+/* dlqat ppl --model M --text FILE [--ctx N] [--batch B] [--max-windows N] [--json FILE] */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "eval/ppl.h"
+
+static void progress(int64_t done, int64_t total, double el, void *user) {
+    cli_progress("ppl", done, total, el, (double)*(int *)user, "tok/s");
+}
+
+int cmd_ppl(int argc, char **argv) {
+    cli_args a = {argc, argv, 0, "ppl", 0};
+    const char *model = NULL, *text = NULL, *tok = NULL, *json = NULL;
+    int ctx = 0, batch = 1;
+    long long maxw = 0;
+    while (cli_next(&a)) {
+        if (cli_is(&a, "--help", "-h")) {
+            printf("usage: dlqat ppl --model M --text FILE [options]\n"
+                   "  --ctx N          window length (default: the model's context)\n"
+                   "  --batch B        windows per forward pass (default 1)\n"
+                   "  --max-windows N  evaluate only the first N windows\n"
+                   "  --tokenizer F    tokenizer file (llama2.c tokenizer.bin, tokenizer.model, tokenizer.json)\n"
+                   "  --json FILE      write {\"ppl\", \"nll\", \"tokens\", \"windows\", \"ctx\", ...}\n"
+                   "Protocol: the whole file is tokenized once with one BOS at the start, cut into\n"
+                   "non-overlapping windows of N tokens (tail dropped); ppl = exp(mean window NLL).\n");
+            return 0;
+        } else if (cli_is(&a, "--model", "-m")) model = cli_str(&a);
+        else if (cli_is(&a, "--text", NULL)) text = cli_str(&a);
+        else if (cli_is(&a, "--tokenizer", NULL)) tok = cli_str(&a);
+        else if (cli_is(&a, "--json", NULL)) json = cli_str(&a);
+        else if (cli_is(&a, "--ctx", NULL)) ctx = (int)cli_int(&a, 2, 1 << 20);
+        else if (cli_is(&a, "--batch", NULL)) batch = (int)cli_int(&a, 1, 4096);
+        else if (cli_is(&a, "--max-windows", NULL)) maxw = cli_int(&a, 1, 1LL << 40);
+        else cli_unknown(&a);
+    }
+    if (!model || !text) { fprintf(stderr, "dlqat ppl: --model and --text are required\n"); return 2; }
+    dlq_model *m;
+    if (cli_load_model(&m, model, tok)) return 1;
+    if (!m->tok) {
+        fprintf(stderr, "dlqat ppl: %s has no tokenizer; pass --tokenizer FILE\n", model);
+        dlq_model_destroy(m);
+        return 1;
+    }
+    if (!ctx) ctx = m->cfg.max_seq;
+    size_t len;
+    char *buf = cli_read_text(text, &len);
+    dlq_err err = {0};
+    int32_t *ids;
+    size_t n;
+    double t0 = cli_now();
+    int rc = dlq_tok_encode(m->tok, buf, len, 1, &ids, &n, &err);
+    free(buf);
+    if (rc) { fprintf(stderr, "dlqat ppl: tokenizing %s: %s\n", text, err.msg); dlq_model_destroy(m); return 1; }
+    fprintf(stderr, "[ppl] %s: %zu bytes -> %zu tokens in %.2fs; %lld windows of %d\n", text, len, n,
+            cli_now() - t0, (long long)(n / (size_t)ctx), ctx);
+    dlq_ppl_result r;
+    rc = dlq_ppl_eval(m, ids, (int64_t)n, ctx, batch, maxw, progress, &ctx, &r, &err);
+    free(ids);
+    if (rc) { fprintf(stderr, "dlqat ppl: %s\n", err.msg); dlq_model_destroy(m); return 1; }
+    printf("| model | ctx | windows | tokens | nll | ppl | tok/s |\n|---|---|---|---|---|---|---|\n");
+    printf("| %s | %d | %lld | %lld | %.6f | %.4f | %.0f |\n", model, r.ctx, (long long)r.windows, (long long)r.tokens,
+           r.nll, r.ppl, r.tokens / r.seconds);
+    if (json) {
+        json_t *o = json_pack("{s:f, s:f, s:I, s:I, s:i, s:s, s:s, s:f, s:f, s:I}", "ppl", r.ppl, "nll", r.nll, "tokens",
+                              (json_int_t)r.tokens, "windows", (json_int_t)r.windows, "ctx", r.ctx, "model", model,
+                              "text", text, "seconds", r.seconds, "tokens_per_s", r.tokens / r.seconds,
+                              "peak_rss_kb", (json_int_t)cli_peak_rss_kb());
+        char *s = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+        rc = cli_write_json(json, s);
+        free(s);
+        json_decref(o);
+    }
+    dlq_model_destroy(m);
+    return rc ? 1 : 0;
+}

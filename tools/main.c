@@ -1,0 +1,33 @@
+/* dlqat command-line tool: each subcommand lives in tools/cmd_*.c. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "dlqat: low-bit LLaMA models by weight-decomposed low-rank QAT\n"
+            "\n"
+            "usage: dlqat <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  info MODEL                     describe a model (HF folder, llama2.c .bin, .gguf)\n"
+            "  ppl --model M --text FILE      perplexity (GPTQ protocol: non-overlapping windows)\n"
+            "  generate --model M --prompt P  generate text (greedy or sampled)\n"
+            "\n"
+            "Run 'dlqat <command> --help' for a command's options.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *c = argv[1];
+    if (!strcmp(c, "info")) return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(c, "ppl")) return cmd_ppl(argc - 1, argv + 1);
+    if (!strcmp(c, "generate")) return cmd_generate(argc - 1, argv + 1);
+    fprintf(stderr, "dlqat: unknown command '%s'\n\n", c);
+    usage(stderr);
+    return 2;
+}
