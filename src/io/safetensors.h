@@ -29,4 +29,14 @@ void dlq_st_close(dlq_safetensors *st);
 int dlq_st_parse(const uint8_t *data, size_t size, const char *what,
                  dlq_tensor_info **tensors, size_t *n, dlq_err *err);
 
+
+/* Writes tensors[0..n) (dtype, ndim, shape, data, nbytes; nbytes must equal
+ * numel x element size) as one safetensors file, in the given order with
+ * contiguous data_offsets. metadata_json_or_NULL: a JSON object of string
+ * values stored as "__metadata__". The header is padded with spaces to a
+ * multiple of 8 bytes, as the reference implementation does. Atomic: writes
+ * path.tmp.XXXXXX, fsyncs, renames over path. DLQ_U8 is written as "U8". */
+int dlq_st_write(const char *path, const dlq_tensor_info *tensors, size_t n, const char *metadata_json_or_NULL,
+                 dlq_err *err);
+
 #endif
