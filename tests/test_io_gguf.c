@@ -321,6 +321,18 @@ int main(void) {
         fuzz(mf.data, mf.size, 2048, 4096, 300, seed + 1, "spm");
         dlq_mapfile_close(&mf);
     }
+    /* a real file with tensors (fixture written by gguf-py): every truncation over the header */
+    const char *fx = "tests/fixtures/gguf/llama-f16.gguf";
+    if (dlq_mapfile_open(&mf, fx, &e) == 0) {
+        dlq_gguf g;
+        if (dlq_gguf_parse(&g, mf.data, mf.size, fx, &e) == 0) {
+            size_t hdr = (size_t)g.data_offset;
+            CHECK(g.n_tensors == 21, "%s: %llu tensors", fx, (unsigned long long)g.n_tensors);
+            dlq_gguf_close(&g);
+            fuzz(mf.data, mf.size, hdr + 16, hdr, 1500, seed + 2, "llama-f16");
+        } else CHECK(0, "%s: %s", fx, e.msg);
+        dlq_mapfile_close(&mf);
+    } else SKIP("%s absent", fx);
     printf("fuzz: %zu parsed, %zu rejected\n", n_ok, n_err);
     CHECK(n_err > 0 && n_ok > 0, "fuzz outcomes %zu/%zu", n_ok, n_err);
     return T_DONE();
