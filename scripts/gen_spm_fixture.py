@@ -21,6 +21,7 @@ Deterministic: no randomness, output depends only on the inputs.
 import argparse
 import json
 import os
+import random
 import struct
 import sys
 
@@ -56,9 +57,27 @@ BYTE_CASES = [b"a\xffb", b"\xc3", b"\xe4\xb8", b"\xed\xa0\x80", b"\xc0\xaf", b"o
 VARIANT_CASES = ["<tag>hello</tag>", "a@@b @@ c", "x<tag><tag>y", "no tags here", "the thing that is"]
 
 
+def random_cases(seed=1234, count=60):
+    """Seeded random strings: words, runs of spaces, newlines, digits, unicode."""
+    rng = random.Random(seed)
+    atoms = ["the", "and", "of", "whale", "ship", "Congress", "Lily", "ing", "ed", "er", " ", "  ", "   ",
+             "\n", "\n\n", "\t", ".", ",", "'", "\"", "-", "0", "7", "42", "1999", "\u00e9", "\u00fc",
+             "\u4e2d", "\U0001F999", "\u0301", "\u2581", "<s>", "\r\n", "A", "Z", "q", "x"]
+    out = []
+    for _ in range(count):
+        n = rng.randint(1, 40)
+        s = "".join(rng.choice(atoms) for _ in range(n))
+        b = s.encode("utf-8")
+        if rng.random() < 0.15:
+            i = rng.randint(0, len(b))
+            b = b[:i] + bytes([rng.randint(0x80, 0xFF)]) + b[i:]
+        out.append(b)
+    return out
+
+
 def cases_for(sp, extra=()):
     out = []
-    for c in list(CASES) + list(extra) + list(BYTE_CASES):
+    for c in list(CASES) + list(extra) + list(BYTE_CASES) + random_cases():
         b = c if isinstance(c, bytes) else c.encode("utf-8")
         ids = sp.encode(b)
         dec = sp.decode(ids).encode("utf-8")

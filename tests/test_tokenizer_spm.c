@@ -14,12 +14,6 @@
 #define FIX "tests/fixtures/tokenizer/"
 #define FIXTURE_MODEL "models/english-mix-7M/tokenizer.model"
 
-/* weak stand-in until src/tokenizer/hf_json.c lands (a real definition wins) */
-__attribute__((weak)) int dlq_tok_load_hf_json(dlq_tokenizer **out, const char *path, dlq_err *err) {
-    *out = NULL;
-    return dlq_errf(err, DLQ_EUNSUP, "%s: tokenizer.json loader not built", path);
-}
-
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -253,7 +247,7 @@ static void test_llama2(json_t *root) {
 
 /* llama.cpp tests/test-tokenizer-0: inputs separated by "\n__ggml_vocab_test__\n",
  * one output line of ids (no BOS) per input. */
-static void test_llamacpp_vectors(void) {
+static void test_llamacpp_vectors(json_t *root) {
     const char *gp = t_shared("models/gguf-vocab/ggml-vocab-llama-spm.gguf");
     const char *ip = t_shared("models/gguf-vocab/ggml-vocab-llama-spm.gguf.inp");
     const char *op = t_shared("models/gguf-vocab/ggml-vocab-llama-spm.gguf.out");
@@ -306,6 +300,9 @@ static void test_llamacpp_vectors(void) {
     }
     CHECK(k >= 40 && bad == 0, "llama.cpp llama-spm vectors: %zu of %zu differ", bad, k);
     printf("llama.cpp llama-spm: %zu vectors checked\n", k);
+    /* same Llama vocabulary: the sentencepiece cases must hold through GGUF too */
+    json_t *cases = root ? json_object_get(json_object_get(root, "models"), "llama2") : NULL;
+    if (cases) run_cases(t, cases, "llama2 via ggml-vocab-llama-spm.gguf");
     free(inp);
     free(outs);
     dlq_tok_destroy(t);
@@ -459,7 +456,7 @@ int main(void) {
     test_llama2c_roundtrip(root, dir);
     test_valid_txt();
     test_llama2(root);
-    test_llamacpp_vectors();
+    test_llamacpp_vectors(root);
     test_corrupt(dir);
     char bin[600];
     snprintf(bin, sizeof bin, "%s/fixture_tokenizer.bin", dir);

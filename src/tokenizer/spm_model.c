@@ -94,7 +94,7 @@ static int parse_trainer(pb r, spm_spec *s, const char *path, dlq_err *err) {
         int wt;
         uint64_t v;
         pb sub;
-        if (pb_field(&r, &f, &wt, &v, &sub)) return BAD("%s: trainer_spec: malformed protobuf field", path);
+        if (pb_field(&r, &f, &wt, &v, &sub)) return BAD("%s: trainer_spec: truncated or malformed protobuf field", path);
         if (wt != PB_VARINT) continue;
         switch (f) {
         case 3: s->model_type = (int)v; break;
@@ -116,7 +116,7 @@ static int parse_normalizer(pb r, spm_spec *s, const char *path, dlq_err *err) {
         int wt;
         uint64_t v;
         pb sub;
-        if (pb_field(&r, &f, &wt, &v, &sub)) return BAD("%s: normalizer_spec: malformed protobuf field", path);
+        if (pb_field(&r, &f, &wt, &v, &sub)) return BAD("%s: normalizer_spec: truncated or malformed protobuf field", path);
         if (wt == PB_LEN && f == 1) {
             size_t n = (size_t)v < sizeof s->name - 1 ? (size_t)v : sizeof s->name - 1;
             memcpy(s->name, sub.p, n);
@@ -145,7 +145,7 @@ static int parse_piece(dlq_tokenizer *t, int32_t id, pb r, const char *path, dlq
         int wt;
         uint64_t v;
         pb sub;
-        if (pb_field(&r, &f, &wt, &v, &sub)) return BAD("%s: piece %d: malformed protobuf field", path, id);
+        if (pb_field(&r, &f, &wt, &v, &sub)) return BAD("%s: piece %d: truncated or malformed protobuf field", path, id);
         if (f == 1 && wt == PB_LEN) {
             piece = sub.p;
             plen = (size_t)v;
@@ -176,9 +176,10 @@ static int load_from(dlq_tokenizer **out, const uint8_t *data, size_t size, cons
         int wt;
         uint64_t v;
         pb sub;
+        size_t at = (size_t)(r.p - data);
         if (pb_field(&r, &f, &wt, &v, &sub))
-            return BAD("%s: not a SentencePiece model (malformed protobuf at byte %zu of %zu)", path,
-                       (size_t)(r.p - data), size);
+            return BAD("%s: not a SentencePiece model (truncated or malformed protobuf field at byte %zu of %zu)",
+                       path, at, size);
         if (f >= 1 && f <= 3 && wt != PB_LEN)
             return BAD("%s: not a SentencePiece model (field %u has wire type %d)", path, f, wt);
         if (f == 1) npieces++;
