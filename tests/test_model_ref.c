@@ -79,7 +79,7 @@ static void check_english_mix(const char *dir) {
     dlq_err err;
     CHECK(dlq_state_create(&s, m, 1, (int)nw, (int)nw, &err) == 0, "%s", err.msg);
     CHECK(dlq_forward(m, s, ids, 1, (int)n, 0, lg, 0, &err) == 0, "%s", err.msg);
-    size_t worst;
+    size_t worst = 0;
     double d = ref ? t_maxabs(lg, ref, n * V, &worst) : 1e9;
     CHECK(d <= 1e-3, "%s: prompt logits max abs error %.3g at token %zu id %zu", dir, d, worst / V, worst % V);
     printf("%s: prompt logits max abs error %.3g\n", dir, d);
@@ -133,7 +133,7 @@ static void check_fixture(const char *model_path, const char *ref_json, double t
     dlq_err err;
     CHECK(dlq_state_create(&s, m, B, (int)T, (int)T, &err) == 0, "%s", err.msg);
     CHECK(dlq_forward(m, s, ids, B, (int)T, 0, lg, 0, &err) == 0, "%s", err.msg);
-    size_t worst;
+    size_t worst = 0;
     double d = ref ? t_maxabs(lg, ref, (size_t)B * T * V, &worst) : 1e9;
     CHECK(d <= tol, "%s: logits max abs error %.3g (tol %.0e) at row %zu id %zu", model_path, d, tol, worst / V, worst % V);
     printf("%-45s logits max abs error %.2e (B=%d, T=%zu)\n", model_path, d, B, T);

@@ -19,13 +19,21 @@ int dlq_errf(dlq_err *err, int code, const char *fmt, ...) {
 
 int dlq_err_prefix(dlq_err *err, const char *fmt, ...) {
     if (!err) return 0;
-    char pre[512], old[sizeof err->msg];
+    char pre[256], old[sizeof err->msg];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
     memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", pre, old);
+    size_t n = strlen(pre);
+    if (n + 2 >= sizeof err->msg) return err->code;
+    memcpy(err->msg, pre, n);
+    memcpy(err->msg + n, ": ", 2);
+    size_t rest = sizeof err->msg - n - 3;
+    size_t ol = strlen(old);
+    if (ol > rest) ol = rest;
+    memcpy(err->msg + n + 2, old, ol);
+    err->msg[n + 2 + ol] = 0;
     return err->code;
 }
 
