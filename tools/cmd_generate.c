@@ -69,7 +69,7 @@ int cmd_generate(int argc, char **argv) {
     for (size_t i = 0; i < np; i++) {
         size_t k = dlq_tok_decode_token(m->tok, prev, ids[i], piece, sizeof piece);
         fwrite(piece, 1, k, stdout);
-        prev = ids[i];
+        if (k) prev = ids[i]; /* stays -1 until something visible was printed */
     }
     fflush(stdout);
     double t0 = cli_now();
@@ -84,7 +84,7 @@ int cmd_generate(int argc, char **argv) {
         size_t k = dlq_tok_decode_token(m->tok, prev, next, piece, sizeof piece);
         fwrite(piece, 1, k, stdout);
         fflush(stdout);
-        prev = next;
+        if (k) prev = next;
         if (made == n_new || pos >= S) break;
         double ta = cli_now();
         rc = dlq_forward(m, s, &next, 1, 1, pos++, logits, 1, &err);

@@ -1,5 +1,7 @@
 #include "core/dtype.h"
 
+#include "kernels/vec.h"
+
 size_t dlq_dtype_size(dlq_dtype t) {
     switch (t) {
     case DLQ_F32: case DLQ_I32: return 4;
@@ -55,12 +57,8 @@ void dlq_to_f32(float *dst, const void *src, dlq_dtype t, size_t n) {
     const unsigned char *p = (const unsigned char *)src;
     switch (t) {
     case DLQ_F32: memcpy(dst, src, n * 4); break;
-    case DLQ_BF16:
-        for (size_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, p + 2 * i, 2); dst[i] = dlq_bf16_to_f32(h); }
-        break;
-    case DLQ_F16:
-        for (size_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, p + 2 * i, 2); dst[i] = dlq_f16_to_f32(h); }
-        break;
+    case DLQ_BF16: dlq_cvt_bf16(dst, (const uint16_t *)src, n); break; /* 2-byte aligned: all our sources are */
+    case DLQ_F16: dlq_cvt_f16(dst, (const uint16_t *)src, n); break;
     case DLQ_F64:
         for (size_t i = 0; i < n; i++) { double d; memcpy(&d, p + 8 * i, 8); dst[i] = (float)d; }
         break;

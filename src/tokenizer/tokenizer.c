@@ -335,8 +335,7 @@ size_t dlq_tok_decode_token(const dlq_tokenizer *t, int32_t prev, int32_t id, ch
     if (ty == DLQ_TOKTYPE_UNKNOWN) {
         p = k_unk_surface;
         n = sizeof k_unk_surface - 1;
-    } else if (t->add_dummy_prefix && n >= 3 && memcmp(p, k_ws, 3) == 0 &&
-               (prev < 0 || prev >= t->n_vocab || t->types[prev] == DLQ_TOKTYPE_CONTROL)) {
+    } else if (t->add_dummy_prefix && n >= 3 && memcmp(p, k_ws, 3) == 0 && (prev < 0 || prev >= t->n_vocab)) {
         p += 3;
         n -= 3;
     }

@@ -67,8 +67,10 @@ int32_t dlq_tok_find(const dlq_tokenizer *t, const char *piece, size_t len);
  * bytes; control tokens (BOS/EOS) decode to nothing. */
 int dlq_tok_decode(const dlq_tokenizer *t, const int32_t *ids, size_t n, char **out, size_t *outlen,
                    dlq_err *err);
-/* Streaming: the bytes of one token given the previous one (prev = -1 at the
- * start: drops the dummy-prefix space after BOS / at the start, like llama2.c).
+/* Streaming: the bytes of one token given the previous one. Pass prev = -1
+ * until the first visible (non-control) token has been emitted: that token
+ * loses the dummy-prefix space, exactly as a whole-text decode does; a BOS in
+ * mid-stream does not strip the space of the token after it.
  * Writes at most cap bytes into buf and returns the byte count. */
 size_t dlq_tok_decode_token(const dlq_tokenizer *t, int32_t prev, int32_t id, char *buf, size_t cap);
 

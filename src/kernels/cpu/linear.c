@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "kernels/linear.h"
+#include "kernels/vec.h"
 
 #define ROW_BLOCK_FLOATS (1u << 20) /* 4 MiB of widened weight rows per sgemm */
 
@@ -34,20 +35,11 @@ static void add_bias(float *y, int64_t ldy, int64_t n, const dlq_weight *bias) {
 /* decode path: n tiny, stream the weight once, widen on the fly */
 static void linear_small(float *y, int64_t ldy, const float *x, int64_t n, const dlq_weight *w) {
     int64_t out = w->rows, in = w->cols;
-    #pragma omp parallel for schedule(static)
+    size_t rb = (size_t)in * dlq_dtype_size(w->dtype);
+    #pragma omp parallel for schedule(static) if (out * in > 32768)
     for (int64_t r = 0; r < out; r++) {
-        float row[in];
-        dlq_weight_row(w, r, row);
-        for (int64_t i = 0; i < n; i++) {
-            const float *xi = x + i * in;
-            float acc[8] = {0};
-            int64_t k = 0;
-            for (; k + 8 <= in; k += 8)
-                for (int u = 0; u < 8; u++) acc[u] += row[k + u] * xi[k + u];
-            float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-            for (; k < in; k++) s += row[k] * xi[k];
-            y[i * ldy + r] = s;
-        }
+        const char *row = (const char *)w->data + (size_t)r * rb;
+        for (int64_t i = 0; i < n; i++) y[i * ldy + r] = dlq_dot_w(row, w->dtype, x + i * in, (size_t)in);
     }
 }
 
