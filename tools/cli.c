@@ -67,12 +67,18 @@ long cli_peak_rss_kb(void) {
 
 void cli_progress(const char *tag, int64_t done, int64_t total, double elapsed, double items_per_unit,
                   const char *rate_unit) {
+    /* throttled: every 0.25 s on a terminal (rewriting one line), every 10 s
+     * into a log file (one line each), and always at the end */
+    static double last = -1e9;
+    int tty = isatty(2), end = done >= total;
+    if (!end && elapsed - last < (tty ? 0.25 : 10.0) && elapsed >= last) return;
+    last = end ? -1e9 : elapsed;
     double rate = elapsed > 0 ? (double)done * items_per_unit / elapsed : 0;
     double eta = done > 0 ? elapsed * (double)(total - done) / (double)done : 0;
     int em = (int)(eta / 60), es = (int)eta % 60;
-    fprintf(stderr, "\r[%s] %lld/%lld (%3.0f%%) | %.0f %s | elapsed %.1fs | ETA %d:%02d   ", tag, (long long)done,
+    fprintf(stderr, "%s[%s] %lld/%lld (%3.0f%%) | %.0f %s | elapsed %.1fs | ETA %d:%02d   ", tty ? "\r" : "", tag, (long long)done,
             (long long)total, total ? 100.0 * (double)done / (double)total : 100.0, rate, rate_unit, elapsed, em, es);
-    if (done >= total) fputc('\n', stderr);
+    if (end || !tty) fputc('\n', stderr);
     fflush(stderr);
 }
 
