@@ -19,6 +19,14 @@ void dlq_linear(float *y, int64_t ldy, const float *x, int64_t n, const dlq_weig
 /* Scalar reference (double accumulation): the specification for tests. */
 void dlq_linear_ref(float *y, int64_t ldy, const float *x, int64_t n, const dlq_weight *w, const dlq_weight *bias);
 
+/* Backward of Y = X W^T (+ b): dx[n, in] += dy W (if dx), dw[out, in] += dy^T x
+ * (fp32, if dw), db[out] += sum of dy rows (if db). ldy: row stride of dy.
+ * W may be F32/F16/BF16 (widened in row blocks into scratch). */
+void dlq_linear_backward(float *dx, float *dw, float *db, const float *dy, int64_t ldy, const float *x, int64_t n,
+                         const dlq_weight *w, float *scratch);
+void dlq_linear_backward_ref(float *dx, float *dw, float *db, const float *dy, int64_t ldy, const float *x, int64_t n,
+                             const dlq_weight *w);
+
 /* Row r of a weight, widened to fp32. */
 void dlq_weight_row(const dlq_weight *w, int64_t r, float *out);
 

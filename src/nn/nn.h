@@ -30,4 +30,45 @@ void dlq_attention_forward(float *out, const float *q, const float *k, const flo
 void dlq_attention_ref(float *out, const float *q, const float *k, const float *v, int64_t ldkv, int T, int pos0,
                        int n_heads, int n_kv_heads, int hd, int window);
 
+
+/* ---- training: forward variants that keep what backward needs, and the
+ * backward passes. Conventions (llm.c): gradients of inputs named d<x>;
+ * "+=" means the function ACCUMULATES into that buffer (caller zeroes it
+ * once), "=" means it overwrites. Parameter gradients always accumulate.
+ * A NULL parameter-gradient pointer means the parameter is frozen: that
+ * gradient is not computed at all. */
+
+/* dx[n,d] += d(rmsnorm)/dx ; dw[d] += (NULL: frozen). Recomputes the rms from x. */
+void dlq_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, int64_t n, int d,
+                          float eps);
+
+/* In place: dx = R(pos)^T dx (the gradient through the rotation). Same layout as forward. */
+void dlq_rope_backward(float *dx, int64_t n, int n_heads, int hd, const int32_t *pos, const float *cos_t,
+                       const float *sin_t);
+
+/* dgate[n] = , dup[n] = ; given dout and the forward inputs gate, up. */
+void dlq_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int64_t n);
+
+/* Causal GQA attention of one sequence of T tokens (pos0 = 0, keys = the same
+ * T tokens), keeping the softmax probabilities probs[n_heads][T][T] for the
+ * backward. q[T, n_heads*hd], k/v[T, n_kv_heads*hd], out[T, n_heads*hd].
+ * window 0 = full causal. */
+void dlq_attention_forward_train(float *out, float *probs, const float *q, const float *k, const float *v, int T,
+                                 int n_heads, int n_kv_heads, int hd, int window);
+/* dq = ; dk, dv = (k/v heads shared by a group sum their heads' grads). */
+void dlq_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs, const float *q,
+                            const float *k, const float *v, int T, int n_heads, int n_kv_heads, int hd, float *scratch);
+/* floats of scratch dlq_attention_backward needs */
+size_t dlq_attention_backward_scratch(int T, int n_heads);
+
+/* Cross-entropy over rows: loss_sum = sum over rows with target >= 0 of
+ * -log softmax(logits[r])[target[r]]; rows with target < 0 are ignored
+ * (like PyTorch's ignore_index). dlogits[r] = scale * (softmax - onehot)
+ * (0 for ignored rows); dlogits may alias logits. Returns loss_sum (double). */
+double dlq_xent_forward_backward(float *dlogits, const float *logits, const int32_t *target, int64_t n, int V,
+                                 float scale);
+
+/* dW[V, d] += scatter of dx rows at ids (NULL-safe: nothing if dW NULL). */
+void dlq_embedding_backward(float *dW, const float *dx, const int32_t *ids, int64_t n, int d);
+
 #endif
