@@ -1,0 +1,400 @@
+#include "train/tmodel.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/linear.h"
+#include "nn/nn.h"
+
+const char *const dlq_proj_names[DLQ_N_PROJ] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+const char *const dlq_proj_module[DLQ_N_PROJ] = {"self_attn", "self_attn", "self_attn", "self_attn", "mlp", "mlp", "mlp"};
+
+int dlq_parse_targets(const char *s, unsigned *mask, dlq_err *err) {
+    static const char *shortn[DLQ_N_PROJ] = {"q", "k", "v", "o", "gate", "up", "down"};
+    *mask = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        int found = -1;
+        for (int i = 0; i < DLQ_N_PROJ; i++)
+            if (!strcmp(tok, shortn[i]) || !strcmp(tok, dlq_proj_names[i])) found = i;
+        if (!strcmp(tok, "all")) { *mask = (1u << DLQ_N_PROJ) - 1; continue; }
+        if (found < 0)
+            return dlq_errf(err, DLQ_EINVAL, "unknown target module '%s' (expected q,k,v,o,gate,up,down)", tok);
+        *mask |= 1u << found;
+    }
+    if (!*mask) return dlq_errf(err, DLQ_EINVAL, "no target modules given");
+    return DLQ_OK;
+}
+
+static const dlq_weight *base_proj(const dlq_layer *L, int p) {
+    switch (p) {
+    case DLQ_P_Q: return &L->wq;
+    case DLQ_P_K: return &L->wk;
+    case DLQ_P_V: return &L->wv;
+    case DLQ_P_O: return &L->wo;
+    case DLQ_P_GATE: return &L->w_gate;
+    case DLQ_P_UP: return &L->w_up;
+    default: return &L->w_down;
+    }
+}
+
+static const dlq_weight *base_bias(const dlq_layer *L, int p) {
+    return p == DLQ_P_Q ? &L->bq : p == DLQ_P_K ? &L->bk : p == DLQ_P_V ? &L->bv : NULL;
+}
+
+void dlq_tmodel_destroy(dlq_tmodel *tm) {
+    if (!tm) return;
+    dlq_params_free(&tm->params);
+    free(tm->layers);
+    free(tm->acts);
+    free(tm->mem);
+    free(tm);
+}
+
+/* ---- construction ---- */
+
+static int register_params(dlq_tmodel *tm, dlq_err *err) {
+    const dlq_config *c = &tm->cfg;
+    dlq_params *P = &tm->params;
+    int full = tm->opt.mode == DLQ_MODE_FULL, rc;
+    char n[200];
+    int gm = tm->group_main, gf = tm->group_frozen, gn = tm->group_nodecay;
+    int64_t D = c->dim, V = c->vocab_size;
+    if (full) {
+        if ((rc = dlq_params_add(P, "model.embed_tokens.weight", (size_t)(V * D), gm, &tm->emb, &tm->g_emb, err))) return rc;
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        dlq_tlayer *L = &tm->layers[l];
+        snprintf(n, sizeof n, "model.layers.%d.input_layernorm.weight", l);
+        if ((rc = dlq_params_add(P, n, (size_t)D, full ? gn : gf, &L->attn_norm, full ? &L->g_attn_norm : NULL, err))) return rc;
+        snprintf(n, sizeof n, "model.layers.%d.post_attention_layernorm.weight", l);
+        if ((rc = dlq_params_add(P, n, (size_t)D, full ? gn : gf, &L->ffn_norm, full ? &L->g_ffn_norm : NULL, err))) return rc;
+        for (int p = 0; p < DLQ_N_PROJ; p++) {
+            dlq_tlinear *T = &L->p[p];
+            if (full) {
+                snprintf(n, sizeof n, "model.layers.%d.%s.%s.weight", l, dlq_proj_module[p], dlq_proj_names[p]);
+                if ((rc = dlq_params_add(P, n, (size_t)(T->out * T->in), gm, &T->w, &T->gw, err))) return rc;
+                if (T->bias0.data) {
+                    snprintf(n, sizeof n, "model.layers.%d.%s.%s.bias", l, dlq_proj_module[p], dlq_proj_names[p]);
+                    if ((rc = dlq_params_add(P, n, (size_t)T->out, gm, &T->b, &T->gb, err))) return rc;
+                }
+            } else if (T->r > 0) {
+                snprintf(n, sizeof n, "base_model.model.model.layers.%d.%s.%s.lora_A.weight", l, dlq_proj_module[p], dlq_proj_names[p]);
+                if ((rc = dlq_params_add(P, n, (size_t)(T->r * T->in), gm, &T->A, &T->gA, err))) return rc;
+                snprintf(n, sizeof n, "base_model.model.model.layers.%d.%s.%s.lora_B.weight", l, dlq_proj_module[p], dlq_proj_names[p]);
+                if ((rc = dlq_params_add(P, n, (size_t)(T->out * T->r), gm, &T->B, &T->gB, err))) return rc;
+            }
+        }
+    }
+    if ((rc = dlq_params_add(P, "model.norm.weight", (size_t)D, full ? gn : gf, &tm->out_norm, full ? &tm->g_out_norm : NULL, err)))
+        return rc;
+    if (full && !c->tied) {
+        if ((rc = dlq_params_add(P, "lm_head.weight", (size_t)(V * D), gm, &tm->head.w, &tm->head.gw, err))) return rc;
+    }
+    return DLQ_OK;
+}
+
+static void copy_weight(float *dst, const dlq_weight *w) {
+    dlq_to_f32(dst, w->data, w->dtype, (size_t)(w->rows * w->cols));
+}
+
+static void init_params(dlq_tmodel *tm) {
+    const dlq_model *m = tm->base;
+    const dlq_config *c = &tm->cfg;
+    int full = tm->opt.mode == DLQ_MODE_FULL;
+    dlq_rng rng;
+    dlq_rng_seed(&rng, tm->opt.seed);
+    if (full) copy_weight(tm->emb, &m->tok_emb);
+    copy_weight(tm->out_norm, &m->out_norm);
+    for (int l = 0; l < c->n_layers; l++) {
+        dlq_tlayer *L = &tm->layers[l];
+        copy_weight(L->attn_norm, &m->layers[l].attn_norm);
+        copy_weight(L->ffn_norm, &m->layers[l].ffn_norm);
+        for (int p = 0; p < DLQ_N_PROJ; p++) {
+            dlq_tlinear *T = &L->p[p];
+            if (full) {
+                copy_weight(T->w, &T->w0);
+                if (T->b) copy_weight(T->b, &T->bias0);
+            } else if (T->r > 0) {
+                /* PEFT: A Kaiming-uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)), or N(0, 1/r); B = 0 */
+                size_t na = (size_t)(T->r * T->in);
+                if (tm->opt.lora_init == DLQ_LORA_GAUSSIAN)
+                    for (size_t i = 0; i < na; i++) T->A[i] = (float)(dlq_rng_normal(&rng) / T->r);
+                else {
+                    double bound = 1.0 / sqrt((double)T->in);
+                    for (size_t i = 0; i < na; i++) T->A[i] = (float)((2 * dlq_rng_f64(&rng) - 1) * bound);
+                }
+                memset(T->B, 0, (size_t)(T->out * T->r) * sizeof(float));
+            }
+        }
+    }
+    if (full && c->tied) { tm->head.w = tm->emb; tm->head.gw = tm->g_emb; }
+    else if (full) copy_weight(tm->head.w, &m->lm_head);
+    if (full) tm->head.kind = DLQ_TL_FULL;
+}
+
+int dlq_tmodel_create(dlq_tmodel **out, const dlq_model *base, const dlq_tmodel_opts *opt, dlq_err *err) {
+    *out = NULL;
+    const dlq_config *c = &base->cfg;
+    if (opt->B <= 0 || opt->T <= 0) return dlq_errf(err, DLQ_EINVAL, "batch %d x seq %d is invalid", opt->B, opt->T);
+    if (opt->T > c->max_seq)
+        return dlq_errf(err, DLQ_EINVAL, "sequence length %d exceeds the model's context %d", opt->T, c->max_seq);
+    if (opt->mode != DLQ_MODE_FULL && opt->lora_r < 0) return dlq_errf(err, DLQ_EINVAL, "LoRA rank %d is invalid", opt->lora_r);
+    dlq_tmodel *tm = calloc(1, sizeof *tm);
+    if (!tm) return dlq_errf(err, DLQ_ENOMEM, "out of memory");
+    tm->base = base;
+    tm->cfg = *c;
+    tm->opt = *opt;
+    dlq_params_init(&tm->params);
+    tm->group_main = dlq_params_add_group(&tm->params, "main", 1.0f, opt->weight_decay);
+    tm->group_nodecay = dlq_params_add_group(&tm->params, "no_decay", 1.0f, 0.0f);
+    tm->group_frozen = dlq_params_add_group(&tm->params, "frozen", 0.0f, 0.0f);
+    tm->layers = calloc((size_t)c->n_layers, sizeof *tm->layers);
+    if (!tm->layers) { dlq_tmodel_destroy(tm); return dlq_errf(err, DLQ_ENOMEM, "out of memory"); }
+    int r_max = 0;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int p = 0; p < DLQ_N_PROJ; p++) {
+            dlq_tlinear *T = &tm->layers[l].p[p];
+            const dlq_weight *w = base_proj(&base->layers[l], p), *b = base_bias(&base->layers[l], p);
+            T->w0 = *w;
+            if (b && b->data) T->bias0 = *b;
+            T->in = w->cols;
+            T->out = w->rows;
+            T->kind = opt->mode == DLQ_MODE_FULL ? DLQ_TL_FULL : DLQ_TL_FROZEN;
+            if (opt->mode == DLQ_MODE_LORA && (opt->targets >> p & 1u) && opt->lora_r > 0) {
+                T->kind = DLQ_TL_LORA;
+                T->r = opt->lora_r;
+                T->scale = opt->lora_alpha / (float)opt->lora_r;
+                if (T->r > r_max) r_max = T->r;
+            }
+        }
+    tm->head.kind = DLQ_TL_FROZEN;
+    tm->head.w0 = base->lm_head;
+    tm->head.in = c->dim;
+    tm->head.out = c->vocab_size;
+    int rc = register_params(tm, err);
+    if (!rc) rc = dlq_params_alloc(&tm->params, err);
+    if (rc) { dlq_tmodel_destroy(tm); return rc; }
+    for (int i = 0; i < tm->params.n; i++)
+        if (tm->params.t[i].group == tm->group_frozen) tm->params.t[i].frozen = 1;
+    init_params(tm);
+
+    /* activation plan */
+    int64_t B = opt->B, T = opt->T, BT = B * T, D = c->dim, H = c->hidden_dim;
+    int64_t qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    int nsets = opt->recompute ? 1 : c->n_layers;
+    tm->head_chunk = (int)(BT < 256 ? BT : 256);
+    int64_t max_in = H > D ? H : D;
+    if (qd > max_in) max_in = qd;
+    int64_t max_w = 0;
+    for (int p = 0; p < DLQ_N_PROJ; p++) {
+        int64_t s = tm->layers[0].p[p].in * tm->layers[0].p[p].out;
+        if (s > max_w) max_w = s;
+    }
+    size_t set = (size_t)(BT * D * 4 + BT * qd * 2 + BT * kvd * 2 + B * c->n_heads * T * T + BT * H * 3);
+    size_t sizes[] = {
+        set * (size_t)nsets,
+        opt->recompute ? (size_t)(c->n_layers * BT * D) : 0,  /* saved_x_in */
+        (size_t)(BT * D) * 5,                                  /* x, dx, xnf, tmp, dxn */
+        (size_t)(BT * qd) * 2 + (size_t)(BT * kvd) * 2,        /* dq, datt, dk, dv */
+        (size_t)(BT * H) * 2,                                  /* dh1, dh2 */
+        (size_t)tm->head_chunk * (size_t)c->vocab_size,       /* logits */
+        dlq_attention_backward_scratch((int)T, c->n_heads),
+        dlq_linear_scratch_floats(max_in),
+        (size_t)(BT * (r_max ? r_max : 1)) * 2,                /* ws t, u */
+        opt->mode == DLQ_MODE_QUANT ? (size_t)max_w * 2 : 0,   /* ws wq, gq */
+    };
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) total += sizes[i] + 16;
+    tm->mem = malloc(total * sizeof(float));
+    tm->acts = calloc((size_t)nsets, sizeof *tm->acts);
+    tm->pos = malloc((size_t)BT * sizeof(int32_t));
+    if (!tm->mem || !tm->acts || !tm->pos) {
+        dlq_tmodel_destroy(tm);
+        return dlq_errf(err, DLQ_ENOMEM, "out of memory for activations (%.1f MiB for batch %lld x %lld)",
+                        total * 4.0 / 1048576, (long long)B, (long long)T);
+    }
+    tm->act_bytes = total * sizeof(float);
+    float *p = tm->mem;
+#define TAKE(ptr, cnt) do { (ptr) = p; p += (cnt) + 16; } while (0)
+    for (int s = 0; s < nsets; s++) {
+        dlq_acts *a = &tm->acts[s];
+        TAKE(a->x_in, BT * D); TAKE(a->xn1, BT * D); TAKE(a->x_mid, BT * D); TAKE(a->xn2, BT * D);
+        TAKE(a->q, BT * qd); TAKE(a->att, BT * qd); TAKE(a->k, BT * kvd); TAKE(a->v, BT * kvd);
+        TAKE(a->probs, B * c->n_heads * T * T);
+        TAKE(a->gate, BT * H); TAKE(a->up, BT * H); TAKE(a->hmid, BT * H);
+    }
+    if (opt->recompute) TAKE(tm->saved_x_in, (int64_t)c->n_layers * BT * D);
+    TAKE(tm->x, BT * D); TAKE(tm->dx, BT * D); TAKE(tm->xnf, BT * D); TAKE(tm->tmp, BT * D); TAKE(tm->dxn, BT * D);
+    TAKE(tm->dq, BT * qd); TAKE(tm->datt, BT * qd); TAKE(tm->dk, BT * kvd); TAKE(tm->dv, BT * kvd);
+    TAKE(tm->dh1, BT * H); TAKE(tm->dh2, BT * H);
+    TAKE(tm->logits, (int64_t)tm->head_chunk * c->vocab_size);
+    TAKE(tm->attn_scratch, (int64_t)dlq_attention_backward_scratch((int)T, c->n_heads));
+    TAKE(tm->ws.scratch, (int64_t)dlq_linear_scratch_floats(max_in));
+    TAKE(tm->ws.t, BT * (r_max ? r_max : 1)); TAKE(tm->ws.u, BT * (r_max ? r_max : 1));
+    if (opt->mode == DLQ_MODE_QUANT) { TAKE(tm->ws.wq, max_w); TAKE(tm->ws.gq, max_w); }
+#undef TAKE
+    for (int64_t i = 0; i < BT; i++) tm->pos[i] = (int32_t)(i % T);
+    *out = tm;
+    return DLQ_OK;
+}
+
+/* ---- forward / backward ---- */
+
+static dlq_acts *acts_of(dlq_tmodel *tm, int l) { return &tm->acts[tm->opt.recompute ? 0 : l]; }
+
+static void layer_forward(dlq_tmodel *tm, int l, dlq_acts *a, float *x_out, const float *cs, const float *sn) {
+    const dlq_config *c = &tm->cfg;
+    dlq_tlayer *L = &tm->layers[l];
+    int64_t B = tm->opt.B, T = tm->opt.T, BT = B * T, D = c->dim, H = c->hidden_dim;
+    int64_t qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    dlq_rmsnorm_forward(a->xn1, a->x_in, L->attn_norm, BT, (int)D, c->norm_eps);
+    dlq_tl_forward(&L->p[DLQ_P_Q], a->q, a->xn1, BT, &tm->ws);
+    dlq_tl_forward(&L->p[DLQ_P_K], a->k, a->xn1, BT, &tm->ws);
+    dlq_tl_forward(&L->p[DLQ_P_V], a->v, a->xn1, BT, &tm->ws);
+    dlq_rope_forward(a->q, BT, c->n_heads, c->head_dim, tm->pos, cs, sn);
+    dlq_rope_forward(a->k, BT, c->n_kv_heads, c->head_dim, tm->pos, cs, sn);
+    for (int64_t b = 0; b < B; b++)
+        dlq_attention_forward_train(a->att + b * T * qd, a->probs + b * c->n_heads * T * T, a->q + b * T * qd,
+                                    a->k + b * T * kvd, a->v + b * T * kvd, (int)T, c->n_heads, c->n_kv_heads,
+                                    c->head_dim, c->sliding_window);
+    dlq_tl_forward(&L->p[DLQ_P_O], tm->tmp, a->att, BT, &tm->ws);
+    for (int64_t i = 0; i < BT * D; i++) a->x_mid[i] = a->x_in[i] + tm->tmp[i];
+    dlq_rmsnorm_forward(a->xn2, a->x_mid, L->ffn_norm, BT, (int)D, c->norm_eps);
+    dlq_tl_forward(&L->p[DLQ_P_GATE], a->gate, a->xn2, BT, &tm->ws);
+    dlq_tl_forward(&L->p[DLQ_P_UP], a->up, a->xn2, BT, &tm->ws);
+    dlq_swiglu_forward(a->hmid, a->gate, a->up, BT * H);
+    dlq_tl_forward(&L->p[DLQ_P_DOWN], tm->tmp, a->hmid, BT, &tm->ws);
+    for (int64_t i = 0; i < BT * D; i++) x_out[i] = a->x_mid[i] + tm->tmp[i];
+}
+
+/* dx holds dL/d(layer output) on entry and dL/d(layer input) on exit */
+static void layer_backward(dlq_tmodel *tm, int l, dlq_acts *a, const float *cs, const float *sn) {
+    const dlq_config *c = &tm->cfg;
+    dlq_tlayer *L = &tm->layers[l];
+    int64_t B = tm->opt.B, T = tm->opt.T, BT = B * T, D = c->dim, H = c->hidden_dim;
+    int64_t qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    float *dx = tm->dx;
+    /* MLP */
+    memset(tm->dh1, 0, (size_t)(BT * H) * sizeof(float));
+    dlq_tl_backward(&L->p[DLQ_P_DOWN], tm->dh1, dx, a->hmid, BT, &tm->ws);
+    dlq_swiglu_backward(tm->dh1, tm->dh2, tm->dh1, a->gate, a->up, BT * H); /* dgate in dh1 (in place), dup in dh2 */
+    memset(tm->dxn, 0, (size_t)(BT * D) * sizeof(float));
+    dlq_tl_backward(&L->p[DLQ_P_GATE], tm->dxn, tm->dh1, a->xn2, BT, &tm->ws);
+    dlq_tl_backward(&L->p[DLQ_P_UP], tm->dxn, tm->dh2, a->xn2, BT, &tm->ws);
+    dlq_rmsnorm_backward(dx, L->g_ffn_norm, tm->dxn, a->x_mid, L->ffn_norm, BT, (int)D, c->norm_eps);
+    /* attention */
+    memset(tm->datt, 0, (size_t)(BT * qd) * sizeof(float));
+    dlq_tl_backward(&L->p[DLQ_P_O], tm->datt, dx, a->att, BT, &tm->ws);
+    for (int64_t b = 0; b < B; b++)
+        dlq_attention_backward(tm->dq + b * T * qd, tm->dk + b * T * kvd, tm->dv + b * T * kvd, tm->datt + b * T * qd,
+                               a->probs + b * c->n_heads * T * T, a->q + b * T * qd, a->k + b * T * kvd,
+                               a->v + b * T * kvd, (int)T, c->n_heads, c->n_kv_heads, c->head_dim, tm->attn_scratch);
+    dlq_rope_backward(tm->dq, BT, c->n_heads, c->head_dim, tm->pos, cs, sn);
+    dlq_rope_backward(tm->dk, BT, c->n_kv_heads, c->head_dim, tm->pos, cs, sn);
+    memset(tm->dxn, 0, (size_t)(BT * D) * sizeof(float));
+    dlq_tl_backward(&L->p[DLQ_P_Q], tm->dxn, tm->dq, a->xn1, BT, &tm->ws);
+    dlq_tl_backward(&L->p[DLQ_P_K], tm->dxn, tm->dk, a->xn1, BT, &tm->ws);
+    dlq_tl_backward(&L->p[DLQ_P_V], tm->dxn, tm->dv, a->xn1, BT, &tm->ws);
+    dlq_rmsnorm_backward(dx, L->g_attn_norm, tm->dxn, a->x_in, L->attn_norm, BT, (int)D, c->norm_eps);
+}
+
+static int make_rope(const dlq_tmodel *tm, float **cs, float **sn, dlq_err *err) {
+    int T = tm->opt.T, half = tm->cfg.head_dim / 2;
+    *cs = malloc((size_t)T * half * sizeof(float));
+    *sn = malloc((size_t)T * half * sizeof(float));
+    if (!*cs || !*sn) { free(*cs); free(*sn); return dlq_errf(err, DLQ_ENOMEM, "out of memory"); }
+    float inv[half];
+    dlq_rope_inv_freq(&tm->cfg, inv);
+    if (tm->base->rope_freq_factors)
+        for (int i = 0; i < half; i++) inv[i] /= tm->base->rope_freq_factors[i];
+    for (int p = 0; p < T; p++)
+        for (int i = 0; i < half; i++) {
+            float ang = (float)p * inv[i];
+            (*cs)[p * half + i] = (float)cos((double)ang);
+            (*sn)[p * half + i] = (float)sin((double)ang);
+        }
+    return DLQ_OK;
+}
+
+static int run(dlq_tmodel *tm, const int32_t *tokens, const int32_t *targets, int backward, float grad_scale,
+               double *loss_sum, int64_t *n_valid, dlq_err *err) {
+    const dlq_config *c = &tm->cfg;
+    int64_t BT = (int64_t)tm->opt.B * tm->opt.T, D = c->dim, V = c->vocab_size;
+    int64_t nv = 0;
+    for (int64_t i = 0; i < BT; i++) {
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return dlq_errf(err, DLQ_EINVAL, "token id %d at index %lld is outside the vocabulary [0, %lld)", tokens[i],
+                            (long long)i, (long long)V);
+        if (targets[i] >= V)
+            return dlq_errf(err, DLQ_EINVAL, "target id %d at index %lld is outside the vocabulary", targets[i], (long long)i);
+        nv += targets[i] >= 0;
+    }
+    float *cs, *sn;
+    int rc = make_rope(tm, &cs, &sn, err);
+    if (rc) return rc;
+    /* embedding */
+    for (int64_t i = 0; i < BT; i++) {
+        if (tm->emb) memcpy(tm->x + i * D, tm->emb + (int64_t)tokens[i] * D, (size_t)D * sizeof(float));
+        else dlq_weight_row(&tm->base->tok_emb, tokens[i], tm->x + i * D);
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        dlq_acts *a = acts_of(tm, l);
+        memcpy(a->x_in, tm->x, (size_t)(BT * D) * sizeof(float));
+        if (tm->opt.recompute) memcpy(tm->saved_x_in + (int64_t)l * BT * D, tm->x, (size_t)(BT * D) * sizeof(float));
+        layer_forward(tm, l, a, tm->x, cs, sn);
+    }
+    dlq_rmsnorm_forward(tm->xnf, tm->x, tm->out_norm, BT, (int)D, c->norm_eps);
+    /* head + loss in row chunks; the backward of the head runs chunk by chunk too */
+    double loss = 0;
+    float scale = nv > 0 ? grad_scale / (float)nv : 0.0f;
+    if (backward) memset(tm->dxn, 0, (size_t)(BT * D) * sizeof(float));
+    for (int64_t r0 = 0; r0 < BT; r0 += tm->head_chunk) {
+        int64_t nr = BT - r0 < tm->head_chunk ? BT - r0 : tm->head_chunk;
+        dlq_tl_forward(&tm->head, tm->logits, tm->xnf + r0 * D, nr, &tm->ws);
+        loss += dlq_xent_forward_backward(tm->logits, tm->logits, targets + r0, nr, (int)V, scale);
+        if (backward) dlq_tl_backward(&tm->head, tm->dxn + r0 * D, tm->logits, tm->xnf + r0 * D, nr, &tm->ws);
+    }
+    *loss_sum = loss;
+    *n_valid = nv;
+    if (backward) {
+        memset(tm->dx, 0, (size_t)(BT * D) * sizeof(float));
+        dlq_rmsnorm_backward(tm->dx, tm->g_out_norm, tm->dxn, tm->x, tm->out_norm, BT, (int)D, c->norm_eps);
+        for (int l = c->n_layers - 1; l >= 0; l--) {
+            dlq_acts *a = acts_of(tm, l);
+            if (tm->opt.recompute) {
+                memcpy(a->x_in, tm->saved_x_in + (int64_t)l * BT * D, (size_t)(BT * D) * sizeof(float));
+                layer_forward(tm, l, a, tm->x, cs, sn); /* tm->x is free now: its output is discarded */
+            }
+            layer_backward(tm, l, a, cs, sn);
+        }
+        if (tm->g_emb) dlq_embedding_backward(tm->g_emb, tm->dx, tokens, BT, (int)D);
+    }
+    free(cs);
+    free(sn);
+    return DLQ_OK;
+}
+
+int dlq_tmodel_step(dlq_tmodel *tm, const int32_t *tokens, const int32_t *targets, float grad_scale,
+                    double *loss_sum, int64_t *n_valid, dlq_err *err) {
+    return run(tm, tokens, targets, 1, grad_scale, loss_sum, n_valid, err);
+}
+
+int dlq_tmodel_eval(dlq_tmodel *tm, const int32_t *tokens, const int32_t *targets, double *loss_sum, int64_t *n_valid,
+                    dlq_err *err) {
+    return run(tm, tokens, targets, 0, 0.0f, loss_sum, n_valid, err);
+}
+
+void dlq_tmodel_effective_weight(const dlq_tmodel *tm, int l, int p, float *out) {
+    const dlq_tlinear *T = &tm->layers[l].p[p];
+    size_t n = (size_t)(T->out * T->in);
+    if (T->kind == DLQ_TL_FULL) { memcpy(out, T->w, n * sizeof(float)); return; }
+    dlq_to_f32(out, T->w0.data, T->w0.dtype, n);
+    if (T->kind == DLQ_TL_LORA)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T->out, (int)T->in, T->r, T->scale, T->B, T->r, T->A,
+                    (int)T->in, 1.0f, out, (int)T->in);
+}

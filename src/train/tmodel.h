@@ -1,0 +1,86 @@
+/* The training view of a model: which weights are trainable and how (full
+ * fine-tuning, LoRA, or a quantization-aware method), the parameter registry,
+ * and the activation memory planned up front for a fixed micro-batch (B, T).
+ * One forward/backward over the whole model (llm.c style), with optional
+ * per-layer activation recomputation. */
+#ifndef DLQ_TRAIN_TMODEL_H
+#define DLQ_TRAIN_TMODEL_H
+
+#include <stdint.h>
+
+#include "core/rng.h"
+#include "model/model.h"
+#include "train/params.h"
+#include "train/tlinear.h"
+
+/* the seven projections of a layer, in a fixed order */
+enum { DLQ_P_Q, DLQ_P_K, DLQ_P_V, DLQ_P_O, DLQ_P_GATE, DLQ_P_UP, DLQ_P_DOWN, DLQ_N_PROJ };
+extern const char *const dlq_proj_names[DLQ_N_PROJ];   /* "q_proj", ... "down_proj" */
+extern const char *const dlq_proj_module[DLQ_N_PROJ];  /* "self_attn" or "mlp" */
+/* Parses "q,k,v,o,gate,up,down" (or full names "q_proj", ...) into a bitmask. */
+int dlq_parse_targets(const char *s, unsigned *mask, dlq_err *err);
+
+typedef enum dlq_train_mode { DLQ_MODE_FULL = 0, DLQ_MODE_LORA = 1, DLQ_MODE_QUANT = 2 } dlq_train_mode;
+typedef enum dlq_lora_init { DLQ_LORA_KAIMING = 0, DLQ_LORA_GAUSSIAN = 1 } dlq_lora_init;
+
+typedef struct dlq_tmodel_opts {
+    dlq_train_mode mode;
+    int lora_r;
+    float lora_alpha;
+    unsigned targets;      /* bitmask over DLQ_P_* (LoRA / quant) */
+    dlq_lora_init lora_init;
+    uint64_t seed;
+    int B, T;              /* micro-batch */
+    int recompute;         /* keep only each layer's input; recompute the rest in backward */
+    float weight_decay;    /* AdamW decoupled weight decay for 2-D weights (norms: none) */
+} dlq_tmodel_opts;
+
+typedef struct dlq_tlayer {
+    dlq_tlinear p[DLQ_N_PROJ];
+    float *attn_norm, *g_attn_norm, *ffn_norm, *g_ffn_norm; /* fp32; grads NULL when frozen */
+} dlq_tlayer;
+
+typedef struct dlq_acts {     /* one layer's saved activations */
+    float *x_in, *xn1, *q, *k, *v, *probs, *att, *x_mid, *xn2, *gate, *up, *hmid;
+} dlq_acts;
+
+typedef struct dlq_tmodel {
+    const dlq_model *base;
+    dlq_config cfg;
+    dlq_tmodel_opts opt;
+    dlq_params params;
+    int group_main, group_nodecay, group_frozen; /* parameter group ids: 2-D weights, norms, frozen */
+    dlq_tlayer *layers;
+    float *emb, *g_emb;             /* FULL: trainable embedding copy; else NULL (base view used) */
+    float *out_norm, *g_out_norm;
+    dlq_tlinear head;
+    /* activations and work buffers, sized for (B, T) */
+    dlq_acts *acts;                 /* n_layers sets, or 1 set when recompute */
+    float *saved_x_in;              /* recompute: [n_layers][B*T*D] */
+    float *x, *dx, *xnf, *tmp, *dxn, *dq, *dk, *dv, *datt, *dh1, *dh2, *logits;
+    int32_t *pos;
+    float *attn_scratch;
+    dlq_tl_ws ws;
+    int head_chunk;                 /* rows of logits computed at once */
+    void *mem;                      /* owner of the activation buffers */
+    size_t act_bytes;
+} dlq_tmodel;
+
+int dlq_tmodel_create(dlq_tmodel **out, const dlq_model *base, const dlq_tmodel_opts *opt, dlq_err *err);
+void dlq_tmodel_destroy(dlq_tmodel *tm);
+
+/* Forward + backward on one micro-batch: tokens/targets [B*T] (targets -1 =
+ * ignored). Gradients ACCUMULATE into tm->params.g, scaled by grad_scale /
+ * (number of non-ignored targets) — grad_scale = 1/accumulation steps.
+ * *loss_sum and *n_valid receive the summed NLL and the target count. */
+int dlq_tmodel_step(dlq_tmodel *tm, const int32_t *tokens, const int32_t *targets, float grad_scale,
+                    double *loss_sum, int64_t *n_valid, dlq_err *err);
+/* Forward only (no gradients): summed NLL and count over non-ignored targets. */
+int dlq_tmodel_eval(dlq_tmodel *tm, const int32_t *tokens, const int32_t *targets, double *loss_sum, int64_t *n_valid,
+                    dlq_err *err);
+
+/* The effective fp32 weight of projection p of layer l (FULL: the trained
+ * copy; LORA: W0 + scale B A; FROZEN: W0) written into out [out*in]. */
+void dlq_tmodel_effective_weight(const dlq_tmodel *tm, int l, int p, float *out);
+
+#endif
