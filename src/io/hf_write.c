@@ -176,7 +176,7 @@ char *dlq_hf_config_json(const dlq_config *c, dlq_dtype dtype_out) {
     json_object_set_new(o, "use_cache", json_true());
     if (c->arch == DLQ_ARCH_QWEN2) json_object_set_new(o, "use_sliding_window", json_false());
     json_object_set_new(o, "vocab_size", json_integer(c->vocab_size));
-    char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+    char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
     json_decref(o);
     return s;
 }
@@ -205,7 +205,7 @@ static int write_text(const char *dir, const char *name, const char *text, dlq_e
 }
 
 static int write_json(const char *dir, const char *name, json_t *o, dlq_err *err) {
-    char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+    char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
     if (!s) return dlq_errf(err, DLQ_ENOMEM, "%s/%s: cannot serialise JSON", dir, name);
     int rc = write_text(dir, name, s, err);
     free(s);
