@@ -39,5 +39,6 @@ int cli_write_json(const char *path, const char *json);
 int cmd_info(int argc, char **argv);
 int cmd_ppl(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 
 #endif
