@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "core/mapfile.h"
+#include "train/trainer.h"
 
 int cli_next(cli_args *a) { return ++a->i < a->argc; }
 
@@ -82,9 +83,9 @@ void cli_progress(const char *tag, int64_t done, int64_t total, double elapsed, 
     fflush(stderr);
 }
 
-int cli_load_model(dlq_model **m, const char *path, const char *tokenizer) {
+int cli_load_model(dlq_model **m, const char *path, const char *tokenizer, const char *adapter) {
     dlq_err err = {0};
-    dlq_load_opts o = {.tokenizer_path = tokenizer};
+    dlq_load_opts o = {.tokenizer_path = tokenizer, .adapter_path = adapter};
     if (dlq_model_load(m, path, &o, &err)) {
         fprintf(stderr, "dlqat: cannot load model: %s\n", err.msg);
         return 1;
@@ -116,4 +117,19 @@ int cli_write_json(const char *path, const char *json) {
         return 1;
     }
     return 0;
+}
+
+void cli_train_progress(const char *tag, const dlq_step_info *s) {
+    static double last = -1e9;
+    int tty = isatty(2), end = s->step >= s->total;
+    int val = s->val_loss == s->val_loss;
+    if (!end && !val && !tty && s->elapsed_s - last < 10.0 && s->elapsed_s >= last) return;
+    last = s->elapsed_s;
+    double eta = s->tokens_per_s > 0 && s->step > 0 ? s->elapsed_s / (double)s->step * (double)(s->total - s->step) : 0;
+    fprintf(stderr, "%s[%s] %s step %lld/%lld | loss %.4f", tty ? "\r" : "", tag, s->phase, (long long)s->step,
+            (long long)s->total, s->loss);
+    if (s->val_loss == s->val_loss) fprintf(stderr, " | val %.4f", s->val_loss);
+    fprintf(stderr, " | lr %.2e | %.0f tok/s | ETA %d:%02d   ", s->lr, s->tokens_per_s, (int)(eta / 60), (int)eta % 60);
+    if (end || !tty || s->val_loss == s->val_loss) fputc('\n', stderr);
+    fflush(stderr);
 }

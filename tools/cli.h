@@ -30,13 +30,20 @@ void cli_progress(const char *tag, int64_t done, int64_t total, double elapsed, 
 double cli_now(void);
 long cli_peak_rss_kb(void);
 
-int cli_load_model(dlq_model **m, const char *path, const char *tokenizer);
+int cli_load_model(dlq_model **m, const char *path, const char *tokenizer, const char *adapter);
 /* Reads a whole text file; exits with a message on failure. */
 char *cli_read_text(const char *path, size_t *len);
 /* Writes a JSON string to path (atomic rename); prints error and returns non-zero on failure. */
 int cli_write_json(const char *path, const char *json);
 
+struct dlq_step_info;
+/* progress line for training steps: step, loss, lr, tokens/s, ETA */
+void cli_train_progress(const char *tag, const struct dlq_step_info *s);
+/* on_step callback writing metrics + progress; user is a ft_log-like struct */
+void cli_log_step(void *user, const struct dlq_step_info *s);
+
 int cmd_info(int argc, char **argv);
+int cmd_finetune(int argc, char **argv);
 int cmd_ppl(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_plot(int argc, char **argv);

@@ -9,7 +9,7 @@
 
 int cmd_generate(int argc, char **argv) {
     cli_args a = {argc, argv, 0, "generate", 0};
-    const char *model = NULL, *prompt = "", *tok = NULL;
+    const char *adapter = NULL, *model = NULL, *prompt = "", *tok = NULL;
     long long n_new = 64, seed = -1;
     double temp = 0.8, top_p = 0.9;
     int stop_eos = 1;
@@ -21,11 +21,13 @@ int cmd_generate(int argc, char **argv) {
                    "  --top-p P       nucleus sampling (default 0.9; 1 = off)\n"
                    "  --seed S        RNG seed (default: time)\n"
                    "  --no-stop       do not stop at the end-of-sequence token\n"
+                   "  --adapter DIR   merge a PEFT LoRA adapter into the model first\n"
                    "  --tokenizer F   tokenizer file\n");
             return 0;
         } else if (cli_is(&a, "--model", "-m")) model = cli_str(&a);
         else if (cli_is(&a, "--prompt", "-p")) prompt = cli_str(&a);
         else if (cli_is(&a, "--tokenizer", NULL)) tok = cli_str(&a);
+        else if (cli_is(&a, "--adapter", NULL)) adapter = cli_str(&a);
         else if (cli_is(&a, "-n", "--n")) n_new = cli_int(&a, 0, 1 << 24);
         else if (cli_is(&a, "--temp", NULL)) temp = cli_num(&a, 0, 100);
         else if (cli_is(&a, "--top-p", NULL)) top_p = cli_num(&a, 0, 1);
@@ -35,7 +37,7 @@ int cmd_generate(int argc, char **argv) {
     }
     if (!model) { fprintf(stderr, "dlqat generate: --model is required\n"); return 2; }
     dlq_model *m;
-    if (cli_load_model(&m, model, tok)) return 1;
+    if (cli_load_model(&m, model, tok, adapter)) return 1;
     if (!m->tok) { fprintf(stderr, "dlqat generate: %s has no tokenizer; pass --tokenizer FILE\n", model); dlq_model_destroy(m); return 1; }
     dlq_err err = {0};
     int32_t *ids;

@@ -25,7 +25,7 @@ int cmd_info(int argc, char **argv) {
     }
     if (!model) { fprintf(stderr, "dlqat info: missing MODEL\n"); return 2; }
     dlq_model *m;
-    if (cli_load_model(&m, model, tok)) return 1;
+    if (cli_load_model(&m, model, tok, NULL)) return 1;
     const dlq_config *c = &m->cfg;
     const char *wdt = dlq_dtype_name(m->layers[0].wq.dtype);
     printf("model       %s\n", m->path);

@@ -12,7 +12,7 @@ static void progress(int64_t done, int64_t total, double el, void *user) {
 
 int cmd_ppl(int argc, char **argv) {
     cli_args a = {argc, argv, 0, "ppl", 0};
-    const char *model = NULL, *text = NULL, *tok = NULL, *json = NULL;
+    const char *adapter = NULL, *model = NULL, *text = NULL, *tok = NULL, *json = NULL;
     int ctx = 0, batch = 1;
     long long maxw = 0;
     while (cli_next(&a)) {
@@ -21,6 +21,7 @@ int cmd_ppl(int argc, char **argv) {
                    "  --ctx N          window length (default: the model's context)\n"
                    "  --batch B        windows per forward pass (default 1)\n"
                    "  --max-windows N  evaluate only the first N windows\n"
+                   "  --adapter DIR    merge a PEFT LoRA adapter into the model first\n"
                    "  --tokenizer F    tokenizer file (llama2.c tokenizer.bin, tokenizer.model, tokenizer.json)\n"
                    "  --json FILE      write {\"ppl\", \"nll\", \"tokens\", \"windows\", \"ctx\", ...}\n"
                    "Protocol: the whole file is tokenized once with one BOS at the start, cut into\n"
@@ -29,6 +30,7 @@ int cmd_ppl(int argc, char **argv) {
         } else if (cli_is(&a, "--model", "-m")) model = cli_str(&a);
         else if (cli_is(&a, "--text", NULL)) text = cli_str(&a);
         else if (cli_is(&a, "--tokenizer", NULL)) tok = cli_str(&a);
+        else if (cli_is(&a, "--adapter", NULL)) adapter = cli_str(&a);
         else if (cli_is(&a, "--json", NULL)) json = cli_str(&a);
         else if (cli_is(&a, "--ctx", NULL)) ctx = (int)cli_int(&a, 2, 1 << 20);
         else if (cli_is(&a, "--batch", NULL)) batch = (int)cli_int(&a, 1, 4096);
@@ -37,7 +39,7 @@ int cmd_ppl(int argc, char **argv) {
     }
     if (!model || !text) { fprintf(stderr, "dlqat ppl: --model and --text are required\n"); return 2; }
     dlq_model *m;
-    if (cli_load_model(&m, model, tok)) return 1;
+    if (cli_load_model(&m, model, tok, adapter)) return 1;
     if (!m->tok) {
         fprintf(stderr, "dlqat ppl: %s has no tokenizer; pass --tokenizer FILE\n", model);
         dlq_model_destroy(m);

@@ -15,6 +15,7 @@ static void usage(FILE *f) {
             "  ppl --model M --text FILE      perplexity (GPTQ protocol: non-overlapping windows)\n"
             "  generate --model M --prompt P  generate text (greedy or sampled)\n"
             "  plot LOG [LOG ...] --out F.svg plot training curves from JSONL metrics logs\n"
+            "  finetune --model M --data F --out DIR   full fine-tuning or LoRA (PEFT adapter)\n"
             "\n"
             "Run 'dlqat <command> --help' for a command's options.\n");
 }
@@ -29,6 +30,7 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "ppl")) return cmd_ppl(argc - 1, argv + 1);
     if (!strcmp(c, "generate")) return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(c, "plot")) return cmd_plot(argc - 1, argv + 1);
+    if (!strcmp(c, "finetune")) return cmd_finetune(argc - 1, argv + 1);
     fprintf(stderr, "dlqat: unknown command '%s'\n\n", c);
     usage(stderr);
     return 2;

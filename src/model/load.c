@@ -201,6 +201,7 @@ int dlq_model_load(dlq_model **out, const char *path, const dlq_load_opts *opts,
         rc = dlq_errf(err, DLQ_EINVAL, "%s: unknown model format: expected a Hugging Face folder (config.json + "
                       "safetensors), a llama2.c .bin or a .gguf file", path);
     }
+    if (!rc && opts && opts->adapter_path) rc = dlq_model_apply_adapter(m, opts->adapter_path, err);
     if (rc) { dlq_model_destroy(m); return rc; }
     dlq_model_count_bytes(m);
     *out = m;

@@ -48,11 +48,15 @@ typedef struct dlq_model {
 
 typedef struct dlq_load_opts {
     const char *tokenizer_path; /* override / required for llama2.c checkpoints */
+    const char *adapter_path;   /* PEFT LoRA adapter to merge at load (optional) */
 } dlq_load_opts;
 
 /* path: a Hugging Face folder (config.json + safetensors), a llama2.c .bin or
  * a .gguf. Every tensor's shape and dtype is checked against the config. */
 int dlq_model_load(dlq_model **out, const char *path, const dlq_load_opts *opts, dlq_err *err);
+/* Merges a PEFT LoRA adapter folder (adapter_config.json +
+ * adapter_model.safetensors) into the model's weights (fp32 copies). */
+int dlq_model_apply_adapter(dlq_model *m, const char *adapter_dir, dlq_err *err);
 void dlq_model_destroy(dlq_model *m);
 int64_t dlq_model_n_params(const dlq_model *m);
 const char *dlq_model_format_name(dlq_model_format f);

@@ -50,6 +50,8 @@ void dlq_tmodel_destroy(dlq_tmodel *tm) {
     if (!tm) return;
     dlq_params_free(&tm->params);
     free(tm->layers);
+    free(tm->qs);
+    free(tm->pos);
     free(tm->acts);
     free(tm->mem);
     free(tm);
@@ -82,11 +84,24 @@ static int register_params(dlq_tmodel *tm, dlq_err *err) {
                     snprintf(n, sizeof n, "model.layers.%d.%s.%s.bias", l, dlq_proj_module[p], dlq_proj_names[p]);
                     if ((rc = dlq_params_add(P, n, (size_t)T->out, gm, &T->b, &T->gb, err))) return rc;
                 }
-            } else if (T->r > 0) {
-                snprintf(n, sizeof n, "base_model.model.model.layers.%d.%s.%s.lora_A.weight", l, dlq_proj_module[p], dlq_proj_names[p]);
-                if ((rc = dlq_params_add(P, n, (size_t)(T->r * T->in), gm, &T->A, &T->gA, err))) return rc;
-                snprintf(n, sizeof n, "base_model.model.model.layers.%d.%s.%s.lora_B.weight", l, dlq_proj_module[p], dlq_proj_names[p]);
-                if ((rc = dlq_params_add(P, n, (size_t)(T->out * T->r), gm, &T->B, &T->gB, err))) return rc;
+            } else {
+                int gab = tm->opt.mode == DLQ_MODE_QUANT ? tm->group_ab : gm;
+                if (T->kind == DLQ_TL_QUANT) {
+                    dlq_qstate *Q = T->q;
+                    size_t ng = (size_t)(T->out * Q->ngroups);
+                    snprintf(n, sizeof n, "model.layers.%d.%s.%s.qscale", l, dlq_proj_module[p], dlq_proj_names[p]);
+                    if ((rc = dlq_params_add(P, n, ng, tm->group_sb, &Q->s, &Q->gs, err))) return rc;
+                    snprintf(n, sizeof n, "model.layers.%d.%s.%s.qoffset", l, dlq_proj_module[p], dlq_proj_names[p]);
+                    if ((rc = dlq_params_add(P, n, ng, tm->group_sb, &Q->b, &Q->gb, err))) return rc;
+                    snprintf(n, sizeof n, "model.layers.%d.%s.%s.qmag", l, dlq_proj_module[p], dlq_proj_names[p]);
+                    if ((rc = dlq_params_add(P, n, ng, tm->group_m, &Q->m, &Q->gm, err))) return rc;
+                }
+                if (T->r > 0) {
+                    snprintf(n, sizeof n, "base_model.model.model.layers.%d.%s.%s.lora_A.weight", l, dlq_proj_module[p], dlq_proj_names[p]);
+                    if ((rc = dlq_params_add(P, n, (size_t)(T->r * T->in), gab, &T->A, &T->gA, err))) return rc;
+                    snprintf(n, sizeof n, "base_model.model.model.layers.%d.%s.%s.lora_B.weight", l, dlq_proj_module[p], dlq_proj_names[p]);
+                    if ((rc = dlq_params_add(P, n, (size_t)(T->out * T->r), gab, &T->B, &T->gB, err))) return rc;
+                }
             }
         }
     }
@@ -119,7 +134,16 @@ static void init_params(dlq_tmodel *tm) {
             if (full) {
                 copy_weight(T->w, &T->w0);
                 if (T->b) copy_weight(T->b, &T->bias0);
-            } else if (T->r > 0) {
+            } else {
+                if (T->kind == DLQ_TL_QUANT) {
+                    float *w = malloc((size_t)(T->out * T->in) * sizeof(float));
+                    if (w) {
+                        copy_weight(w, &T->w0);
+                        dlq_quant_init_rtn(w, T->out, T->in, &T->q->spec, tm->opt.clip_search, T->q->s, T->q->b, T->q->m);
+                        free(w);
+                    }
+                }
+                if (T->r <= 0) continue;
                 /* PEFT: A Kaiming-uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)), or N(0, 1/r); B = 0 */
                 size_t na = (size_t)(T->r * T->in);
                 if (tm->opt.lora_init == DLQ_LORA_GAUSSIAN)
@@ -153,6 +177,14 @@ int dlq_tmodel_create(dlq_tmodel **out, const dlq_model *base, const dlq_tmodel_
     tm->group_main = dlq_params_add_group(&tm->params, "main", 1.0f, opt->weight_decay);
     tm->group_nodecay = dlq_params_add_group(&tm->params, "no_decay", 1.0f, 0.0f);
     tm->group_frozen = dlq_params_add_group(&tm->params, "frozen", 0.0f, 0.0f);
+    tm->group_sb = dlq_params_add_group(&tm->params, "scale_offset", 1.0f, 0.0f);
+    tm->group_m = dlq_params_add_group(&tm->params, "magnitude", 1.0f, 0.0f);
+    tm->group_ab = dlq_params_add_group(&tm->params, "lora", 1.0f, opt->weight_decay);
+    if (opt->mode == DLQ_MODE_QUANT) {
+        int rc0 = dlq_qspec_validate(&opt->qspec, err);
+        if (!rc0 && !(tm->qs = calloc((size_t)c->n_layers * DLQ_N_PROJ, sizeof *tm->qs))) rc0 = dlq_errf(err, DLQ_ENOMEM, "out of memory");
+        if (rc0) { dlq_tmodel_destroy(tm); return rc0; }
+    }
     tm->layers = calloc((size_t)c->n_layers, sizeof *tm->layers);
     if (!tm->layers) { dlq_tmodel_destroy(tm); return dlq_errf(err, DLQ_ENOMEM, "out of memory"); }
     int r_max = 0;
@@ -170,6 +202,19 @@ int dlq_tmodel_create(dlq_tmodel **out, const dlq_model *base, const dlq_tmodel_
                 T->r = opt->lora_r;
                 T->scale = opt->lora_alpha / (float)opt->lora_r;
                 if (T->r > r_max) r_max = T->r;
+            }
+            if (opt->mode == DLQ_MODE_QUANT && (opt->targets >> p & 1u)) {
+                T->kind = DLQ_TL_QUANT;
+                dlq_qstate *Q = &tm->qs[l * DLQ_N_PROJ + p];
+                Q->spec = opt->qspec;
+                Q->ngroups = dlq_qgroups(T->in, opt->qspec.group);
+                Q->lsq = opt->lsq;
+                T->q = Q;
+                if (opt->lora_r > 0) {
+                    T->r = opt->lora_r;
+                    T->scale = opt->lora_alpha / (float)opt->lora_r;
+                    if (T->r > r_max) r_max = T->r;
+                }
             }
         }
     tm->head.kind = DLQ_TL_FROZEN;
@@ -195,49 +240,43 @@ int dlq_tmodel_create(dlq_tmodel **out, const dlq_model *base, const dlq_tmodel_
         int64_t s = tm->layers[0].p[p].in * tm->layers[0].p[p].out;
         if (s > max_w) max_w = s;
     }
-    size_t set = (size_t)(BT * D * 4 + BT * qd * 2 + BT * kvd * 2 + B * c->n_heads * T * T + BT * H * 3);
-    size_t sizes[] = {
-        set * (size_t)nsets,
-        opt->recompute ? (size_t)(c->n_layers * BT * D) : 0,  /* saved_x_in */
-        (size_t)(BT * D) * 5,                                  /* x, dx, xnf, tmp, dxn */
-        (size_t)(BT * qd) * 2 + (size_t)(BT * kvd) * 2,        /* dq, datt, dk, dv */
-        (size_t)(BT * H) * 2,                                  /* dh1, dh2 */
-        (size_t)tm->head_chunk * (size_t)c->vocab_size,       /* logits */
-        dlq_attention_backward_scratch((int)T, c->n_heads),
-        dlq_linear_scratch_floats(max_in),
-        (size_t)(BT * (r_max ? r_max : 1)) * 2,                /* ws t, u */
-        opt->mode == DLQ_MODE_QUANT ? (size_t)max_w * 2 : 0,   /* ws wq, gq */
-    };
+    /* two passes over the same layout: count, then hand out pointers */
     size_t total = 0;
-    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) total += sizes[i] + 16;
-    tm->mem = malloc(total * sizeof(float));
+    float *p = NULL;
     tm->acts = calloc((size_t)nsets, sizeof *tm->acts);
     tm->pos = malloc((size_t)BT * sizeof(int32_t));
-    if (!tm->mem || !tm->acts || !tm->pos) {
-        dlq_tmodel_destroy(tm);
-        return dlq_errf(err, DLQ_ENOMEM, "out of memory for activations (%.1f MiB for batch %lld x %lld)",
-                        total * 4.0 / 1048576, (long long)B, (long long)T);
-    }
-    tm->act_bytes = total * sizeof(float);
-    float *p = tm->mem;
-#define TAKE(ptr, cnt) do { (ptr) = p; p += (cnt) + 16; } while (0)
-    for (int s = 0; s < nsets; s++) {
-        dlq_acts *a = &tm->acts[s];
-        TAKE(a->x_in, BT * D); TAKE(a->xn1, BT * D); TAKE(a->x_mid, BT * D); TAKE(a->xn2, BT * D);
-        TAKE(a->q, BT * qd); TAKE(a->att, BT * qd); TAKE(a->k, BT * kvd); TAKE(a->v, BT * kvd);
-        TAKE(a->probs, B * c->n_heads * T * T);
-        TAKE(a->gate, BT * H); TAKE(a->up, BT * H); TAKE(a->hmid, BT * H);
-    }
-    if (opt->recompute) TAKE(tm->saved_x_in, (int64_t)c->n_layers * BT * D);
-    TAKE(tm->x, BT * D); TAKE(tm->dx, BT * D); TAKE(tm->xnf, BT * D); TAKE(tm->tmp, BT * D); TAKE(tm->dxn, BT * D);
-    TAKE(tm->dq, BT * qd); TAKE(tm->datt, BT * qd); TAKE(tm->dk, BT * kvd); TAKE(tm->dv, BT * kvd);
-    TAKE(tm->dh1, BT * H); TAKE(tm->dh2, BT * H);
-    TAKE(tm->logits, (int64_t)tm->head_chunk * c->vocab_size);
-    TAKE(tm->attn_scratch, (int64_t)dlq_attention_backward_scratch((int)T, c->n_heads));
-    TAKE(tm->ws.scratch, (int64_t)dlq_linear_scratch_floats(max_in));
-    TAKE(tm->ws.t, BT * (r_max ? r_max : 1)); TAKE(tm->ws.u, BT * (r_max ? r_max : 1));
-    if (opt->mode == DLQ_MODE_QUANT) { TAKE(tm->ws.wq, max_w); TAKE(tm->ws.gq, max_w); }
+    if (!tm->acts || !tm->pos) { dlq_tmodel_destroy(tm); return dlq_errf(err, DLQ_ENOMEM, "out of memory"); }
+    int64_t r_alloc = r_max ? r_max : 1;
+    for (int pass = 0; pass < 2; pass++) {
+#define TAKE(ptr, cnt) do { (ptr) = p; if (pass) p += (cnt) + 16; else total += (size_t)(cnt) + 16; } while (0)
+        for (int s = 0; s < nsets; s++) {
+            dlq_acts *a = &tm->acts[s];
+            TAKE(a->x_in, BT * D); TAKE(a->xn1, BT * D); TAKE(a->x_mid, BT * D); TAKE(a->xn2, BT * D);
+            TAKE(a->q, BT * qd); TAKE(a->att, BT * qd); TAKE(a->k, BT * kvd); TAKE(a->v, BT * kvd);
+            TAKE(a->probs, B * c->n_heads * T * T);
+            TAKE(a->gate, BT * H); TAKE(a->up, BT * H); TAKE(a->hmid, BT * H);
+        }
+        if (opt->recompute) TAKE(tm->saved_x_in, (int64_t)c->n_layers * BT * D);
+        TAKE(tm->x, BT * D); TAKE(tm->dx, BT * D); TAKE(tm->xnf, BT * D); TAKE(tm->tmp, BT * D); TAKE(tm->dxn, BT * D);
+        TAKE(tm->dq, BT * qd); TAKE(tm->datt, BT * qd); TAKE(tm->dk, BT * kvd); TAKE(tm->dv, BT * kvd);
+        TAKE(tm->dh1, BT * H); TAKE(tm->dh2, BT * H);
+        TAKE(tm->logits, (int64_t)tm->head_chunk * c->vocab_size);
+        TAKE(tm->attn_scratch, (int64_t)dlq_attention_backward_scratch((int)T, c->n_heads));
+        TAKE(tm->ws.scratch, (int64_t)dlq_linear_scratch_floats(max_in));
+        TAKE(tm->ws.t, BT * r_alloc); TAKE(tm->ws.u, BT * r_alloc);
+        if (opt->mode == DLQ_MODE_QUANT) { TAKE(tm->ws.wq, max_w); TAKE(tm->ws.gq, max_w); }
 #undef TAKE
+        if (pass == 0) {
+            tm->mem = malloc(total * sizeof(float));
+            if (!tm->mem) {
+                dlq_tmodel_destroy(tm);
+                return dlq_errf(err, DLQ_ENOMEM, "out of memory for activations (%.1f MiB for batch %lld x %lld)",
+                                total * 4.0 / 1048576, (long long)B, (long long)T);
+            }
+            tm->act_bytes = total * sizeof(float);
+            p = tm->mem;
+        }
+    }
     for (int64_t i = 0; i < BT; i++) tm->pos[i] = (int32_t)(i % T);
     *out = tm;
     return DLQ_OK;
@@ -397,4 +436,24 @@ void dlq_tmodel_effective_weight(const dlq_tmodel *tm, int l, int p, float *out)
     if (T->kind == DLQ_TL_LORA)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T->out, (int)T->in, T->r, T->scale, T->B, T->r, T->A,
                     (int)T->in, 1.0f, out, (int)T->in);
+}
+
+void dlq_tmodel_set_trainable(dlq_tmodel *tm, unsigned mask) {
+    for (int i = 0; i < tm->params.n; i++) {
+        dlq_ptensor *t = &tm->params.t[i];
+        if (t->group == tm->group_sb) t->frozen = !(mask & DLQ_TRAIN_SB);
+        else if (t->group == tm->group_m) t->frozen = !(mask & DLQ_TRAIN_M);
+        else if (t->group == tm->group_ab) t->frozen = !(mask & DLQ_TRAIN_AB);
+    }
+}
+
+size_t dlq_tmodel_count(const dlq_tmodel *tm, unsigned mask) {
+    size_t n = 0;
+    for (int i = 0; i < tm->params.n; i++) {
+        const dlq_ptensor *t = &tm->params.t[i];
+        if ((t->group == tm->group_sb && (mask & DLQ_TRAIN_SB)) || (t->group == tm->group_m && (mask & DLQ_TRAIN_M)) ||
+            (t->group == tm->group_ab && (mask & DLQ_TRAIN_AB)))
+            n += t->n;
+    }
+    return n;
 }

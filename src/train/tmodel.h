@@ -12,6 +12,7 @@
 #include "model/model.h"
 #include "train/params.h"
 #include "train/tlinear.h"
+#include "quant/qlinear.h"
 
 /* the seven projections of a layer, in a fixed order */
 enum { DLQ_P_Q, DLQ_P_K, DLQ_P_V, DLQ_P_O, DLQ_P_GATE, DLQ_P_UP, DLQ_P_DOWN, DLQ_N_PROJ };
@@ -33,7 +34,15 @@ typedef struct dlq_tmodel_opts {
     int B, T;              /* micro-batch */
     int recompute;         /* keep only each layer's input; recompute the rest in backward */
     float weight_decay;    /* AdamW decoupled weight decay for 2-D weights (norms: none) */
+    /* DLQ_MODE_QUANT (DL-QAT): every targeted projection is fake-quantized
+     * with learnable per-group s, b, m and (if lora_r > 0) LoRA A, B */
+    dlq_qspec qspec;
+    int clip_search;       /* RTN init with the least-squares clipping search */
+    int lsq;               /* LSQ gradient scale for s */
 } dlq_tmodel_opts;
+
+/* Trainable sets for the quantization phases (dlq_tmodel_set_trainable). */
+enum { DLQ_TRAIN_SB = 1, DLQ_TRAIN_M = 2, DLQ_TRAIN_AB = 4 };
 
 typedef struct dlq_tlayer {
     dlq_tlinear p[DLQ_N_PROJ];
@@ -50,6 +59,8 @@ typedef struct dlq_tmodel {
     dlq_tmodel_opts opt;
     dlq_params params;
     int group_main, group_nodecay, group_frozen; /* parameter group ids: 2-D weights, norms, frozen */
+    int group_sb, group_m, group_ab;            /* quant mode: s/b, m, LoRA A/B (own lr multipliers) */
+    dlq_qstate *qs;                             /* quant mode: [n_layers * DLQ_N_PROJ] */
     dlq_tlayer *layers;
     float *emb, *g_emb;             /* FULL: trainable embedding copy; else NULL (base view used) */
     float *out_norm, *g_out_norm;
@@ -78,6 +89,11 @@ int dlq_tmodel_step(dlq_tmodel *tm, const int32_t *tokens, const int32_t *target
 /* Forward only (no gradients): summed NLL and count over non-ignored targets. */
 int dlq_tmodel_eval(dlq_tmodel *tm, const int32_t *tokens, const int32_t *targets, double *loss_sum, int64_t *n_valid,
                     dlq_err *err);
+
+/* Quant mode: which of s/b, m, A/B are trained from now on (others frozen). */
+void dlq_tmodel_set_trainable(dlq_tmodel *tm, unsigned mask);
+/* Parameter count of the tensors that mask makes trainable. */
+size_t dlq_tmodel_count(const dlq_tmodel *tm, unsigned mask);
 
 /* The effective fp32 weight of projection p of layer l (FULL: the trained
  * copy; LORA: W0 + scale B A; FROZEN: W0) written into out [out*in]. */
