@@ -13,7 +13,7 @@ size_t dlq_dtype_size(dlq_dtype t) {
 }
 
 const char *dlq_dtype_name(dlq_dtype t) {
-    static const char *names[] = {"F32", "F16", "BF16", "I32", "I64", "I8", "U8", "F64"};
+    static const char *names[] = {"F32", "F16", "BF16", "I32", "I64", "I8", "U8", "F64", "QPACK"};
     return (unsigned)t < DLQ_DTYPE_COUNT ? names[t] : "?";
 }
 

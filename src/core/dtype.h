@@ -15,6 +15,7 @@ typedef enum dlq_dtype {
     DLQ_I8 = 5,
     DLQ_U8 = 6,
     DLQ_F64 = 7,
+    DLQ_QPACK = 8, /* n-bit integers bit-packed per row + per-group scale/bias (dlq_weight's q* fields) */
     DLQ_DTYPE_COUNT
 } dlq_dtype;
 

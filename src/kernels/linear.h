@@ -27,7 +27,9 @@ void dlq_linear_backward(float *dx, float *dw, float *db, const float *dy, int64
 void dlq_linear_backward_ref(float *dx, float *dw, float *db, const float *dy, int64_t ldy, const float *x, int64_t n,
                              const dlq_weight *w);
 
-/* Row r of a weight, widened to fp32. */
+/* Row r of a weight, widened (or dequantized) to fp32. */
 void dlq_weight_row(const dlq_weight *w, int64_t r, float *out);
+/* Rows r0..r0+nr-1 into dst [nr, cols] (OpenMP over rows). */
+void dlq_weight_rows_f32(const dlq_weight *w, int64_t r0, int64_t nr, float *dst);
 
 #endif

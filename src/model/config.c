@@ -51,6 +51,14 @@ int dlq_config_from_hf(dlq_config *c, const char *path, dlq_err *err) {
     json_error_t je;
     json_t *root = json_load_file(path, 0, &je);
     if (!root) return dlq_errf(err, DLQ_EFORMAT, "%s: invalid JSON at line %d: %s", path, je.line, je.text);
+    int rc = dlq_config_from_json(c, root, path, err);
+    json_decref(root);
+    return rc;
+}
+
+int dlq_config_from_json(dlq_config *c, void *root_json, const char *path, dlq_err *err) {
+    memset(c, 0, sizeof *c);
+    json_t *root = root_json;
     int rc = DLQ_OK;
     if (!json_is_object(root)) { rc = dlq_errf(err, DLQ_EFORMAT, "%s: expected a JSON object", path); goto done; }
 
@@ -140,7 +148,6 @@ int dlq_config_from_hf(dlq_config *c, const char *path, dlq_err *err) {
     }
     rc = dlq_config_validate(c, path, err);
 done:
-    json_decref(root);
     return rc;
 }
 

@@ -40,6 +40,8 @@ const char *dlq_arch_name(dlq_arch a);
  * Qwen2ForCausalLM). Unknown architectures and unsupported options (e.g.
  * rope_scaling "yarn", biases on MLPs) are refused with a message naming them. */
 int dlq_config_from_hf(dlq_config *c, const char *config_json_path, dlq_err *err);
+/* The same from a parsed JSON object (a json_t *), e.g. inside a .dlq file. */
+int dlq_config_from_json(dlq_config *c, void *root_json, const char *what, dlq_err *err);
 int dlq_config_validate(const dlq_config *c, const char *what, dlq_err *err);
 
 /* Fills inv_freq[head_dim/2] exactly as Hugging Face computes it in float32,

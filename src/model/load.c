@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "core/mapfile.h"
+#include "io/dlq_file.h"
 #include "io/safetensors.h"
 #include "model/load_internal.h"
 
@@ -15,6 +16,7 @@ const char *dlq_model_format_name(dlq_model_format f) {
     case DLQ_FMT_HF: return "huggingface";
     case DLQ_FMT_LLAMA2C: return "llama2.c";
     case DLQ_FMT_GGUF: return "gguf";
+    case DLQ_FMT_DLQ: return "dlq";
     }
     return "?";
 }
@@ -64,7 +66,9 @@ int dlq_bind_weight(dlq_weight *w, const dlq_tensor_info *t, int64_t rows, int64
 }
 
 size_t dlq_weight_bytes(const dlq_weight *w) {
-    return w->data ? (size_t)(w->rows * w->cols) * dlq_dtype_size(w->dtype) : 0;
+    if (!w->data) return 0;
+    if (w->dtype == DLQ_QPACK) return (size_t)(w->rows * w->row_bytes) + (size_t)(w->rows * w->qng) * 2 * sizeof(float);
+    return (size_t)(w->rows * w->cols) * dlq_dtype_size(w->dtype);
 }
 
 void dlq_model_count_bytes(dlq_model *m) {
@@ -135,11 +139,14 @@ static int load_hf(dlq_model *m, const char *dir, const dlq_load_opts *opts, dlq
     const char *tp = opts ? opts->tokenizer_path : NULL;
     if (tp) {
         if ((rc = dlq_tok_load_file(&m->tok, tp, c->vocab_size, err))) return rc;
+        dlq_model_note_tokenizer(m, tp);
     } else {
         if (dlq_path_join(p, sizeof p, dir, "tokenizer.model") == 0 && dlq_path_exists(p)) {
             if ((rc = dlq_tok_load_spm(&m->tok, p, err))) return rc;
+            dlq_model_note_tokenizer(m, p);
         } else if (dlq_path_join(p, sizeof p, dir, "tokenizer.json") == 0 && dlq_path_exists(p)) {
             if ((rc = dlq_tok_load_hf_json(&m->tok, p, err))) return rc;
+            dlq_model_note_tokenizer(m, p);
         }
     }
     if (m->tok) {
@@ -159,12 +166,28 @@ static int load_hf(dlq_model *m, const char *dir, const dlq_load_opts *opts, dlq
     return DLQ_OK;
 }
 
+void dlq_model_note_tokenizer(dlq_model *m, const char *path) {
+    const char *k = dlq_str_endswith(path, ".json") ? "hf_json" : dlq_str_endswith(path, ".bin") ? "llama2c"
+                  : dlq_path_is_dir(path) ? "" : "sentencepiece";
+    if (dlq_path_is_dir(path)) { /* a folder given as --tokenizer: the file dlq_tok_load_file picked */
+        static const char *names[] = {"tokenizer.model", "tokenizer.json", "tokenizer.bin"};
+        for (int i = 0; i < 3; i++) {
+            char p[1200];
+            if (dlq_path_join(p, sizeof p, path, names[i]) == 0 && dlq_path_exists(p)) { dlq_model_note_tokenizer(m, p); return; }
+        }
+        return;
+    }
+    snprintf(m->tok_kind, sizeof m->tok_kind, "%s", k);
+    snprintf(m->tok_path, sizeof m->tok_path, "%s", path);
+}
+
 static void free_src(dlq_model *m) {
     if (!m->src) return;
     switch (m->format) {
     case DLQ_FMT_HF: dlq_st_close((dlq_safetensors *)m->src); break;
     case DLQ_FMT_LLAMA2C: dlq_llama2c_close((dlq_llama2c *)m->src); break;
     case DLQ_FMT_GGUF: dlq_gguf_close((dlq_gguf *)m->src); break;
+    case DLQ_FMT_DLQ: dlq_file_close((dlq_file *)m->src); break;
     }
     free(m->src);
     m->src = NULL;
@@ -192,6 +215,9 @@ int dlq_model_load(dlq_model **out, const char *path, const dlq_load_opts *opts,
     } else if (dlq_str_endswith(path, ".gguf")) {
         m->format = DLQ_FMT_GGUF;
         rc = dlq_load_gguf_model(m, path, opts, err);
+    } else if (dlq_str_endswith(path, ".dlq")) {
+        m->format = DLQ_FMT_DLQ;
+        rc = dlq_load_dlq_model(m, path, opts, err);
     } else if (dlq_str_endswith(path, ".bin")) {
         m->format = DLQ_FMT_LLAMA2C;
         rc = dlq_load_llama2c_model(m, path, opts, err);
@@ -199,7 +225,7 @@ int dlq_model_load(dlq_model **out, const char *path, const dlq_load_opts *opts,
         rc = dlq_errf(err, DLQ_EIO, "%s: no such file or folder", path);
     } else {
         rc = dlq_errf(err, DLQ_EINVAL, "%s: unknown model format: expected a Hugging Face folder (config.json + "
-                      "safetensors), a llama2.c .bin or a .gguf file", path);
+                      "safetensors), a llama2.c .bin, a .gguf or a .dlq file", path);
     }
     if (!rc && opts && opts->adapter_path) rc = dlq_model_apply_adapter(m, opts->adapter_path, err);
     if (rc) { dlq_model_destroy(m); return rc; }

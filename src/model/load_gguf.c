@@ -131,7 +131,10 @@ int dlq_load_gguf_model(dlq_model *m, const char *path, const dlq_load_opts *opt
     }
 #undef BIND
     const char *tp = opts ? opts->tokenizer_path : NULL;
-    if (tp) rc = dlq_tok_load_file(&m->tok, tp, c->vocab_size, err);
+    if (tp) {
+        rc = dlq_tok_load_file(&m->tok, tp, c->vocab_size, err);
+        if (!rc) dlq_model_note_tokenizer(m, tp);
+    }
     else if (dlq_gguf_find(g, "tokenizer.ggml.model")) rc = dlq_tok_load_gguf(&m->tok, g, err);
     return rc;
 }

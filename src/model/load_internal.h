@@ -17,6 +17,9 @@ size_t dlq_weight_bytes(const dlq_weight *w);
 void dlq_model_count_bytes(dlq_model *m);
 
 int dlq_load_llama2c_model(dlq_model *m, const char *path, const dlq_load_opts *opts, dlq_err *err);
+int dlq_load_dlq_model(dlq_model *m, const char *path, const dlq_load_opts *opts, dlq_err *err);
+/* Records where the tokenizer came from (for exports). */
+void dlq_model_note_tokenizer(dlq_model *m, const char *path);
 int dlq_load_gguf_model(dlq_model *m, const char *path, const dlq_load_opts *opts, dlq_err *err);
 
 #endif

@@ -74,5 +74,6 @@ int dlq_load_llama2c_model(dlq_model *m, const char *path, const dlq_load_opts *
         if (dlq_path_exists(buf)) tp = buf;
     }
     if (tp && (rc = dlq_tok_load_file(&m->tok, tp, c->vocab_size, err))) return rc;
+    if (tp) dlq_model_note_tokenizer(m, tp);
     return DLQ_OK;
 }

@@ -19,8 +19,15 @@
  * or a 1-D vector (rows = 1). */
 typedef struct dlq_weight {
     const void *data;
-    dlq_dtype dtype;   /* F32, F16 or BF16 */
+    dlq_dtype dtype;   /* F32, F16, BF16, or QPACK */
     int64_t rows, cols;
+    /* QPACK only: row r holds cols unsigned (q - qmin) values of qbits bits,
+     * LSB-first, in row_bytes bytes at data + r*row_bytes; the weight is
+     * w = qscale[g] * q + qbias[g] for group g = j / qgroup of the row
+     * (qscale/qbias are [rows][qng]). */
+    int qbits, qgroup;
+    int64_t qng, row_bytes;
+    const float *qscale, *qbias;
 } dlq_weight;
 
 typedef struct dlq_layer {
@@ -29,7 +36,7 @@ typedef struct dlq_layer {
 } dlq_layer;
 
 typedef enum dlq_model_format {
-    DLQ_FMT_HF = 1, DLQ_FMT_LLAMA2C = 2, DLQ_FMT_GGUF = 3
+    DLQ_FMT_HF = 1, DLQ_FMT_LLAMA2C = 2, DLQ_FMT_GGUF = 3, DLQ_FMT_DLQ = 4
 } dlq_model_format;
 
 typedef struct dlq_model {
@@ -44,6 +51,15 @@ typedef struct dlq_model {
     int n_owned;
     size_t weight_bytes;  /* bytes of all weights as stored */
     const float *rope_freq_factors; /* [head_dim/2] divisors of inv_freq (GGUF rope_freqs.weight), or NULL */
+    /* where the tokenizer came from, so exports can embed it byte for byte:
+     * kind "sentencepiece" | "hf_json" | "llama2c" | "" (none / GGUF metadata) */
+    char tok_kind[16];
+    char tok_path[1024];          /* the file, or "" when tok_blob is set */
+    const void *tok_blob;         /* embedded copy (a .dlq file) */
+    size_t tok_blob_n;
+    /* quantization summary of a .dlq model (bits 0 = not quantized) */
+    int q_bits, q_group;
+    char q_method[32];
 } dlq_model;
 
 typedef struct dlq_load_opts {

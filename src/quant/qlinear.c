@@ -18,7 +18,7 @@ void dlq_qlinear_forward(const dlq_tlinear *L, float *y, const float *x, int64_t
     const dlq_qstate *Q = L->q;
     dlq_qlinear_wprime(L, ws->wq);
     dlq_fq_forward(ws->wq, ws->wq, L->out, L->in, &Q->spec, Q->s, Q->b, Q->m, NULL);
-    dlq_weight w = {ws->wq, DLQ_F32, L->out, L->in};
+    dlq_weight w = {.data = ws->wq, .dtype = DLQ_F32, .rows = L->out, .cols = L->in};
     dlq_linear(y, L->out, x, n, &w, L->bias0.data ? &L->bias0 : NULL, ws->scratch);
 }
 

@@ -418,3 +418,15 @@ int dlq_tok_load_hf_json(dlq_tokenizer **out, const char *path, dlq_err *err) {
     json_decref(root);
     return rc;
 }
+
+int dlq_tok_load_hf_json_mem(dlq_tokenizer **out, const void *data, size_t size, const char *what, dlq_err *err) {
+    if (!out || !data) return dlq_errf(err, DLQ_EINVAL, "dlq_tok_load_hf_json_mem: NULL argument");
+    *out = NULL;
+    json_error_t je;
+    json_t *root = json_loadb(data, size, 0, &je);
+    if (!root)
+        return dlq_errf(err, DLQ_EFORMAT, "%s: invalid JSON at line %d column %d: %s", what, je.line, je.column, je.text);
+    int rc = load(out, what, root, err);
+    json_decref(root);
+    return rc;
+}

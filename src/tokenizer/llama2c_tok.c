@@ -118,3 +118,9 @@ int dlq_tok_load_llama2c(dlq_tokenizer **out, const char *path, int32_t vocab_si
     dlq_mapfile_close(&mf);
     return rc;
 }
+
+int dlq_tok_load_llama2c_mem(dlq_tokenizer **out, const void *data, size_t size, int32_t vocab_size, const char *what,
+                             dlq_err *err) {
+    *out = NULL;
+    return load_from(out, data, size, vocab_size, what, err);
+}

@@ -264,3 +264,9 @@ int dlq_tok_load_spm(dlq_tokenizer **out, const char *path, dlq_err *err) {
     dlq_mapfile_close(&mf);
     return rc;
 }
+
+int dlq_tok_load_spm_mem(dlq_tokenizer **out, const void *data, size_t size, const char *what, dlq_err *err) {
+    *out = NULL;
+    if (size == 0) return BAD("%s: empty SentencePiece model", what);
+    return load_from(out, data, size, what, err);
+}

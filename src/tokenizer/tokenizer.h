@@ -33,6 +33,11 @@ int dlq_tok_load_hf_json(dlq_tokenizer **out, const char *path, dlq_err *err);
 /* GGUF metadata tokenizer.ggml.* (model "llama" -> spm, "gpt2" -> bpe; pre
  * "default"/"gpt-2"/"llama-bpe"/"llama3"/"qwen2" pick the pre-tokenizer regex). */
 int dlq_tok_load_gguf(dlq_tokenizer **out, const struct dlq_gguf *g, dlq_err *err);
+/* The same three loaders over bytes in memory (`what` names them in errors). */
+int dlq_tok_load_spm_mem(dlq_tokenizer **out, const void *data, size_t size, const char *what, dlq_err *err);
+int dlq_tok_load_llama2c_mem(dlq_tokenizer **out, const void *data, size_t size, int32_t vocab_size, const char *what,
+                             dlq_err *err);
+int dlq_tok_load_hf_json_mem(dlq_tokenizer **out, const void *data, size_t size, const char *what, dlq_err *err);
 /* Picks by file name: *.model -> spm, *.json -> hf, *.bin -> llama2c (needs vocab_size). */
 int dlq_tok_load_file(dlq_tokenizer **out, const char *path, int32_t vocab_size, dlq_err *err);
 void dlq_tok_destroy(dlq_tokenizer *t);

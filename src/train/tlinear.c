@@ -5,7 +5,7 @@
 #include "kernels/linear.h"
 
 static dlq_weight view_f32(const float *w, int64_t rows, int64_t cols) {
-    dlq_weight v = {w, DLQ_F32, rows, cols};
+    dlq_weight v = {.data = w, .dtype = DLQ_F32, .rows = rows, .cols = cols};
     return v;
 }
 

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "kernels/linear.h"
+#include "kernels/qpack.h"
 #include "kernels/vec.h"
 
 #define ROW_BLOCK_FLOATS (1u << 20) /* 4 MiB of widened weight rows per sgemm */
@@ -20,6 +21,11 @@ size_t dlq_linear_scratch_floats(int64_t cols) {
 }
 
 void dlq_weight_row(const dlq_weight *w, int64_t r, float *out) {
+    if (w->dtype == DLQ_QPACK) {
+        dlq_qdequant_row(out, (const uint8_t *)w->data + r * w->row_bytes, w->cols, w->qbits, w->qgroup,
+                         w->qscale + r * w->qng, w->qbias + r * w->qng);
+        return;
+    }
     size_t es = dlq_dtype_size(w->dtype);
     dlq_to_f32(out, (const char *)w->data + (size_t)r * (size_t)w->cols * es, w->dtype, (size_t)w->cols);
 }
@@ -35,12 +41,27 @@ static void add_bias(float *y, int64_t ldy, int64_t n, const dlq_weight *bias) {
 /* decode path: n tiny, stream the weight once, widen on the fly */
 static void linear_small(float *y, int64_t ldy, const float *x, int64_t n, const dlq_weight *w) {
     int64_t out = w->rows, in = w->cols;
+    if (w->dtype == DLQ_QPACK) {
+        #pragma omp parallel for schedule(static) if (out * in > 32768)
+        for (int64_t r = 0; r < out; r++) {
+            const uint8_t *row = (const uint8_t *)w->data + r * w->row_bytes;
+            for (int64_t i = 0; i < n; i++)
+                y[i * ldy + r] = dlq_qdot_row(row, in, w->qbits, w->qgroup, w->qscale + r * w->qng, w->qbias + r * w->qng,
+                                              x + i * in);
+        }
+        return;
+    }
     size_t rb = (size_t)in * dlq_dtype_size(w->dtype);
     #pragma omp parallel for schedule(static) if (out * in > 32768)
     for (int64_t r = 0; r < out; r++) {
         const char *row = (const char *)w->data + (size_t)r * rb;
         for (int64_t i = 0; i < n; i++) y[i * ldy + r] = dlq_dot_w(row, w->dtype, x + i * in, (size_t)in);
     }
+}
+
+void dlq_weight_rows_f32(const dlq_weight *w, int64_t r0, int64_t nr, float *dst) {
+    #pragma omp parallel for schedule(static) if (nr * w->cols > 32768)
+    for (int64_t r = 0; r < nr; r++) dlq_weight_row(w, r0 + r, dst + r * w->cols);
 }
 
 void dlq_linear(float *y, int64_t ldy, const float *x, int64_t n, const dlq_weight *w, const dlq_weight *bias,
@@ -54,13 +75,9 @@ void dlq_linear(float *y, int64_t ldy, const float *x, int64_t n, const dlq_weig
                     (const float *)w->data, (int)in, 0.0f, y, (int)ldy);
     } else {
         int64_t rb = block_rows(in);
-        size_t es = dlq_dtype_size(w->dtype);
         for (int64_t r0 = 0; r0 < out; r0 += rb) {
             int64_t nr = out - r0 < rb ? out - r0 : rb;
-            const char *src = (const char *)w->data + (size_t)r0 * (size_t)in * es;
-            #pragma omp parallel for schedule(static)
-            for (int64_t r = 0; r < nr; r++)
-                dlq_to_f32(scratch + r * in, src + (size_t)r * (size_t)in * es, w->dtype, (size_t)in);
+            dlq_weight_rows_f32(w, r0, nr, scratch);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)nr, (int)in, 1.0f, x, (int)in, scratch,
                         (int)in, 0.0f, y + r0, (int)ldy);
         }

@@ -25,13 +25,9 @@ void dlq_linear_backward(float *dx, float *dw, float *db, const float *dy, int64
                         (const float *)w->data, (int)in, 1.0f, dx, (int)in);
         } else {
             int64_t rb = block_rows(in);
-            size_t es = dlq_dtype_size(w->dtype);
             for (int64_t r0 = 0; r0 < out; r0 += rb) {
                 int64_t nr = out - r0 < rb ? out - r0 : rb;
-                const char *src = (const char *)w->data + (size_t)r0 * (size_t)in * es;
-                #pragma omp parallel for schedule(static) if (nr * in > 32768)
-                for (int64_t r = 0; r < nr; r++)
-                    dlq_to_f32(scratch + r * in, src + (size_t)r * (size_t)in * es, w->dtype, (size_t)in);
+                dlq_weight_rows_f32(w, r0, nr, scratch);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)in, (int)nr, 1.0f, dy + r0,
                             (int)ldy, scratch, (int)in, 1.0f, dx, (int)in);
             }

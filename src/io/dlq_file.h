@@ -1,0 +1,67 @@
+/* The .dlq model file: a merged low-bit model in one documented, versioned,
+ * checksummed, memory-mappable file (docs/formats.md#dlq).
+ *
+ *   [0, 64)  header: magic "DLQMODEL", u32 version (1), u32 header size (64),
+ *            u64 file size, u64 JSON offset, u64 JSON length, 24 zero bytes
+ *   JSON     UTF-8 object: {"format": "dlq", "version": 1, "config": {HF-style
+ *            config.json object}, "quant": {...}, "tokenizer": {...} | null,
+ *            "tensors": [...], "metadata": {...}}
+ *   blobs    each at a 64-byte aligned offset given in the JSON
+ *   trailer  last 16 bytes: u32 CRC-32C of bytes [0, size - 16), u32 0, "DLQMEND\0"
+ *
+ * A tensor entry is either dense {"name", "type": "F32"|"F16"|"BF16",
+ * "shape": [..], "data": [offset, nbytes]} or packed {"name", "type":
+ * "packed", "bits", "group", "shape": [out, in], "row_bytes", "q": [offset,
+ * nbytes], "scale": [offset, nbytes], "bias": [offset, nbytes]}: q holds each
+ * row's integers as unsigned u = q - qmin, bit-packed LSB-first
+ * (src/kernels/qpack.h); scale/bias are F32 [out][ceil(in/group)] and the
+ * weight is w = scale*q + bias. The tokenizer entry is {"kind":
+ * "sentencepiece"|"hf_json"|"llama2c", "data": [offset, nbytes], "add_bos",
+ * "bos_id", "eos_id"}: the original tokenizer file, byte for byte. */
+#ifndef DLQ_IO_DLQ_FILE_H
+#define DLQ_IO_DLQ_FILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/dtype.h"
+#include "core/err.h"
+#include "core/mapfile.h"
+
+#define DLQ_FILE_VERSION 1
+
+typedef struct dlq_file_writer dlq_file_writer;
+
+int dlq_file_writer_new(dlq_file_writer **out, dlq_err *err);
+void dlq_file_writer_free(dlq_file_writer *w);
+/* The config object (JSON text of an HF config.json) and free-form objects. */
+int dlq_file_set_json(dlq_file_writer *w, const char *key, const char *json_text, dlq_err *err);
+/* Dense tensor: data copied at write time (must stay valid until commit). */
+int dlq_file_add_dense(dlq_file_writer *w, const char *name, dlq_dtype dt, int ndim, const int64_t *shape,
+                       const void *data, dlq_err *err);
+/* Packed tensor: q int8 [out*in] (values in [qmin, qmax]) is packed here;
+ * scale/bias F32 [out*ngroups]. Data copied immediately. */
+int dlq_file_add_packed(dlq_file_writer *w, const char *name, int bits, int group, int64_t out, int64_t in,
+                        const int8_t *q, const float *scale, const float *bias, dlq_err *err);
+int dlq_file_set_tokenizer(dlq_file_writer *w, const char *kind, const void *data, size_t n, int add_bos, int bos,
+                           int eos, dlq_err *err);
+/* Writes path atomically (path.tmp, fsync, rename). */
+int dlq_file_commit(dlq_file_writer *w, const char *path, dlq_err *err);
+
+/* Reader: maps the file, checks header, size, checksum and the JSON, and
+ * validates every blob reference against the file before use. */
+typedef struct dlq_file {
+    dlq_mapfile map;
+    void *json;           /* json_t * root */
+} dlq_file;
+
+int dlq_file_open(dlq_file *f, const char *path, dlq_err *err);
+/* Parses an in-memory image (not owned; for tests). */
+int dlq_file_parse(dlq_file *f, const uint8_t *data, size_t size, const char *what, dlq_err *err);
+void dlq_file_close(dlq_file *f);
+/* Resolves a [offset, nbytes] JSON pair to a pointer inside the file
+ * (validated: inside the data area, aligned to `align`). */
+int dlq_file_blob(const dlq_file *f, void *pair_json, size_t expect_bytes, size_t align, const void **ptr,
+                  size_t *nbytes, const char *what, dlq_err *err);
+
+#endif

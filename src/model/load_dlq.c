@@ -1,0 +1,152 @@
+/* .dlq models (src/io/dlq_file.h): config from the JSON header, dense and
+ * bit-packed tensors bound as views into the mapping (nothing is copied), the
+ * tokenizer from its embedded copy. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/dlq_file.h"
+#include "kernels/qpack.h"
+#include "model/load_internal.h"
+
+static json_t *find_entry(json_t *tensors, const char *name) {
+    size_t i;
+    json_t *t;
+    json_array_foreach(tensors, i, t) {
+        const char *n = json_string_value(json_object_get(t, "name"));
+        if (n && !strcmp(n, name)) return t;
+    }
+    return NULL;
+}
+
+static int shape_is(json_t *shape, int64_t rows, int64_t cols) {
+    if (!json_is_array(shape)) return 0;
+    if (rows == 1 && json_array_size(shape) == 1) return json_integer_value(json_array_get(shape, 0)) == cols;
+    return json_array_size(shape) == 2 && json_integer_value(json_array_get(shape, 0)) == rows &&
+           json_integer_value(json_array_get(shape, 1)) == cols;
+}
+
+static int bind(dlq_model *m, const dlq_file *f, json_t *tensors, const char *name, int64_t rows, int64_t cols,
+                dlq_weight *w, dlq_err *err) {
+    const char *path = m->path;
+    json_t *t = find_entry(tensors, name);
+    if (!t) return dlq_errf(err, DLQ_EFORMAT, "%s: tensor '%s' is missing", path, name);
+    if (!shape_is(json_object_get(t, "shape"), rows, cols))
+        return dlq_errf(err, DLQ_EFORMAT, "%s: tensor '%s' has the wrong shape for the config ([%lld, %lld] expected)", path,
+                        name, (long long)rows, (long long)cols);
+    const char *ty = json_string_value(json_object_get(t, "type"));
+    memset(w, 0, sizeof *w);
+    w->rows = rows;
+    w->cols = cols;
+    if (ty && !strcmp(ty, "packed")) {
+        json_int_t bits = json_integer_value(json_object_get(t, "bits")), group = json_integer_value(json_object_get(t, "group"));
+        json_int_t rb = json_integer_value(json_object_get(t, "row_bytes"));
+        if (bits < 2 || bits > 8 || group <= 0 || group > cols || rb != dlq_qrow_bytes(cols, (int)bits))
+            return dlq_errf(err, DLQ_EFORMAT, "%s: tensor '%s': invalid packing (bits %lld, group %lld, row_bytes %lld)",
+                            path, name, (long long)bits, (long long)group, (long long)rb);
+        int64_t ng = (cols + group - 1) / group;
+        const void *q, *sc, *bi;
+        int rc;
+        if ((rc = dlq_file_blob(f, json_object_get(t, "q"), (size_t)(rows * rb), 1, &q, NULL, name, err)) ||
+            (rc = dlq_file_blob(f, json_object_get(t, "scale"), (size_t)(rows * ng) * 4, 4, &sc, NULL, name, err)) ||
+            (rc = dlq_file_blob(f, json_object_get(t, "bias"), (size_t)(rows * ng) * 4, 4, &bi, NULL, name, err)))
+            return rc;
+        w->data = q;
+        w->dtype = DLQ_QPACK;
+        w->qbits = (int)bits;
+        w->qgroup = (int)group;
+        w->qng = ng;
+        w->row_bytes = rb;
+        w->qscale = sc;
+        w->qbias = bi;
+        return DLQ_OK;
+    }
+    dlq_dtype dt = ty && !strcmp(ty, "F32") ? DLQ_F32 : ty && !strcmp(ty, "F16") ? DLQ_F16 : ty && !strcmp(ty, "BF16") ? DLQ_BF16 : DLQ_DTYPE_COUNT;
+    if (dt == DLQ_DTYPE_COUNT)
+        return dlq_errf(err, DLQ_EFORMAT, "%s: tensor '%s' has unknown type \"%s\"", path, name, ty ? ty : "?");
+    const void *d;
+    int rc = dlq_file_blob(f, json_object_get(t, "data"), (size_t)(rows * cols) * dlq_dtype_size(dt), dlq_dtype_size(dt), &d,
+                           NULL, name, err);
+    if (rc) return rc;
+    w->data = d;
+    w->dtype = dt;
+    return DLQ_OK;
+}
+
+int dlq_load_dlq_model(dlq_model *m, const char *path, const dlq_load_opts *opts, dlq_err *err) {
+    dlq_file *f = calloc(1, sizeof *f);
+    if (!f) return dlq_errf(err, DLQ_ENOMEM, "out of memory");
+    m->src = f;
+    int rc = dlq_file_open(f, path, err);
+    if (rc) return rc;
+    json_t *root = f->json;
+    if ((rc = dlq_config_from_json(&m->cfg, json_object_get(root, "config"), path, err))) return rc;
+    json_t *q = json_object_get(root, "quant");
+    if (json_is_object(q)) {
+        m->q_bits = (int)json_integer_value(json_object_get(q, "bits"));
+        m->q_group = (int)json_integer_value(json_object_get(q, "group"));
+        const char *meth = json_string_value(json_object_get(q, "method"));
+        snprintf(m->q_method, sizeof m->q_method, "%s", meth ? meth : "");
+    }
+    const dlq_config *c = &m->cfg;
+    json_t *ts = json_object_get(root, "tensors");
+    int64_t D = c->dim, H = c->hidden_dim, V = c->vocab_size;
+    int64_t qd = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
+#define B(w, name, r, cc) if ((rc = bind(m, f, ts, name, r, cc, &(w), err))) return rc
+    B(m->tok_emb, "model.embed_tokens.weight", V, D);
+    B(m->out_norm, "model.norm.weight", 1, D);
+    if (c->tied) m->lm_head = m->tok_emb;
+    else B(m->lm_head, "lm_head.weight", V, D);
+    if (m->tok_emb.dtype == DLQ_QPACK || m->out_norm.dtype == DLQ_QPACK)
+        return dlq_errf(err, DLQ_EUNSUP, "%s: packed embeddings / norms are not supported", path);
+    m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
+    if (!m->layers) return dlq_errf(err, DLQ_ENOMEM, "out of memory");
+    char n[160];
+    for (int l = 0; l < c->n_layers; l++) {
+        dlq_layer *L = &m->layers[l];
+#define LB(w, suffix, r, cc) snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix); B(L->w, n, r, cc)
+        LB(attn_norm, "input_layernorm.weight", 1, D);
+        LB(wq, "self_attn.q_proj.weight", qd, D);
+        LB(wk, "self_attn.k_proj.weight", kv, D);
+        LB(wv, "self_attn.v_proj.weight", kv, D);
+        LB(wo, "self_attn.o_proj.weight", D, qd);
+        if (c->qkv_bias) {
+            LB(bq, "self_attn.q_proj.bias", 1, qd);
+            LB(bk, "self_attn.k_proj.bias", 1, kv);
+            LB(bv, "self_attn.v_proj.bias", 1, kv);
+        }
+        LB(ffn_norm, "post_attention_layernorm.weight", 1, D);
+        LB(w_gate, "mlp.gate_proj.weight", H, D);
+        LB(w_up, "mlp.up_proj.weight", H, D);
+        LB(w_down, "mlp.down_proj.weight", D, H);
+#undef LB
+        if (L->attn_norm.dtype == DLQ_QPACK || L->ffn_norm.dtype == DLQ_QPACK || L->bq.dtype == DLQ_QPACK)
+            return dlq_errf(err, DLQ_EUNSUP, "%s: layer %d: packed norms / biases are not supported", path, l);
+    }
+#undef B
+    const char *tp = opts ? opts->tokenizer_path : NULL;
+    json_t *tk = json_object_get(root, "tokenizer");
+    if (tp) {
+        if ((rc = dlq_tok_load_file(&m->tok, tp, c->vocab_size, err))) return rc;
+        dlq_model_note_tokenizer(m, tp);
+    } else if (json_is_object(tk)) {
+        const char *kind = json_string_value(json_object_get(tk, "kind"));
+        const void *d;
+        size_t nb;
+        if ((rc = dlq_file_blob(f, json_object_get(tk, "data"), (size_t)-1, 1, &d, &nb, "tokenizer", err))) return rc;
+        char what[1200];
+        snprintf(what, sizeof what, "%s (embedded tokenizer)", path);
+        if (kind && !strcmp(kind, "sentencepiece")) rc = dlq_tok_load_spm_mem(&m->tok, d, nb, what, err);
+        else if (kind && !strcmp(kind, "hf_json")) rc = dlq_tok_load_hf_json_mem(&m->tok, d, nb, what, err);
+        else if (kind && !strcmp(kind, "llama2c")) rc = dlq_tok_load_llama2c_mem(&m->tok, d, nb, c->vocab_size, what, err);
+        else return dlq_errf(err, DLQ_EFORMAT, "%s: unknown tokenizer kind \"%s\"", path, kind ? kind : "?");
+        if (rc) return rc;
+        json_t *ab = json_object_get(tk, "add_bos");
+        if (json_is_boolean(ab)) dlq_tok_set_add_bos(m->tok, json_is_true(ab));
+        snprintf(m->tok_kind, sizeof m->tok_kind, "%s", kind);
+        m->tok_blob = d;
+        m->tok_blob_n = nb;
+    }
+    return DLQ_OK;
+}

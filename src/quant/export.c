@@ -1,0 +1,150 @@
+#include "quant/export.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/mapfile.h"
+#include "io/dlq_file.h"
+#include "io/hf_write.h"
+#include "model/load_internal.h"
+
+void dlq_quant_merge_layer(const dlq_tlinear *L, float *wp, int8_t *q, float *scale, float *bias) {
+    const dlq_qstate *Q = L->q;
+    dlq_qlinear_wprime(L, wp);
+    dlq_fq_forward(wp, wp, L->out, L->in, &Q->spec, Q->s, Q->b, Q->m, q);
+    size_t ng = (size_t)(L->out * Q->ngroups);
+    for (size_t i = 0; i < ng; i++) {
+        scale[i] = Q->m[i] * Q->s[i];
+        bias[i] = Q->m[i] * Q->b[i];
+    }
+}
+
+static const dlq_weight *proj_weight(const dlq_layer *L, int p) {
+    const dlq_weight *w[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+    return w[p];
+}
+
+static int add_dense_w(dlq_file_writer *fw, const char *name, const dlq_weight *w, dlq_err *err) {
+    if (w->dtype == DLQ_QPACK) return dlq_errf(err, DLQ_EUNSUP, "%s is already packed: re-quantizing a .dlq is not supported", name);
+    int64_t shape[2] = {w->rows, w->cols};
+    return w->rows == 1 ? dlq_file_add_dense(fw, name, w->dtype, 1, &shape[1], w->data, err)
+                        : dlq_file_add_dense(fw, name, w->dtype, 2, shape, w->data, err);
+}
+
+int dlq_quant_export_dlq(const dlq_tmodel *tm, const char *path, const char *method, const char *metadata_json,
+                         dlq_err *err) {
+    const dlq_model *m = tm->base;
+    const dlq_config *c = &tm->cfg;
+    dlq_file_writer *fw;
+    int rc = dlq_file_writer_new(&fw, err);
+    if (rc) return rc;
+    char *cfg = dlq_hf_config_json(c, m->tok_emb.dtype);
+    if (!cfg) { dlq_file_writer_free(fw); return dlq_errf(err, DLQ_ENOMEM, "out of memory"); }
+    rc = dlq_file_set_json(fw, "config", cfg, err);
+    free(cfg);
+    json_t *targets = json_array();
+    for (int p = 0; p < DLQ_N_PROJ; p++)
+        if (tm->opt.targets >> p & 1u) json_array_append_new(targets, json_string(dlq_proj_names[p]));
+    int group = dlq_qgroup_size(tm->layers[0].p[0].in, tm->opt.qspec.group);
+    json_t *qj = json_pack("{s:s, s:i, s:i, s:b, s:s, s:o}", "method", method, "bits", tm->opt.qspec.bits, "group",
+                           tm->opt.qspec.group <= 0 ? 0 : tm->opt.qspec.group, "per_channel", tm->opt.qspec.group <= 0,
+                           "rounding", "half-to-even", "targets", targets);
+    (void)group;
+    char *qs = json_dumps(qj, JSON_COMPACT);
+    json_decref(qj);
+    if (!rc) rc = dlq_file_set_json(fw, "quant", qs, err);
+    free(qs);
+    if (!rc && metadata_json) rc = dlq_file_set_json(fw, "metadata", metadata_json, err);
+    if (!rc) rc = add_dense_w(fw, "model.embed_tokens.weight", &m->tok_emb, err);
+    int64_t max_w = 0;
+    for (int p = 0; p < DLQ_N_PROJ; p++) {
+        int64_t s = tm->layers[0].p[p].out * tm->layers[0].p[p].in;
+        if (s > max_w) max_w = s;
+    }
+    float *wp = malloc((size_t)max_w * sizeof(float)), *sc = malloc((size_t)max_w * sizeof(float)),
+          *bi = malloc((size_t)max_w * sizeof(float));
+    int8_t *q = malloc((size_t)max_w);
+    if (!wp || !sc || !bi || !q) rc = dlq_errf(err, DLQ_ENOMEM, "out of memory");
+    char n[160];
+    for (int l = 0; l < c->n_layers && !rc; l++) {
+        const dlq_layer *BL = &m->layers[l];
+        snprintf(n, sizeof n, "model.layers.%d.input_layernorm.weight", l);
+        if ((rc = add_dense_w(fw, n, &BL->attn_norm, err))) break;
+        for (int p = 0; p < DLQ_N_PROJ && !rc; p++) {
+            const dlq_tlinear *T = &tm->layers[l].p[p];
+            snprintf(n, sizeof n, "model.layers.%d.%s.%s.weight", l, dlq_proj_module[p], dlq_proj_names[p]);
+            if (T->kind == DLQ_TL_QUANT) {
+                dlq_quant_merge_layer(T, wp, q, sc, bi);
+                rc = dlq_file_add_packed(fw, n, T->q->spec.bits, dlq_qgroup_size(T->in, T->q->spec.group), T->out, T->in, q,
+                                         sc, bi, err);
+            } else {
+                rc = add_dense_w(fw, n, proj_weight(BL, p), err);
+            }
+            if (!rc && p <= DLQ_P_V && c->qkv_bias) {
+                const dlq_weight *b = p == DLQ_P_Q ? &BL->bq : p == DLQ_P_K ? &BL->bk : &BL->bv;
+                snprintf(n, sizeof n, "model.layers.%d.self_attn.%s.bias", l, dlq_proj_names[p]);
+                rc = add_dense_w(fw, n, b, err);
+            }
+        }
+        snprintf(n, sizeof n, "model.layers.%d.post_attention_layernorm.weight", l);
+        if (!rc) rc = add_dense_w(fw, n, &BL->ffn_norm, err);
+    }
+    if (!rc) rc = add_dense_w(fw, "model.norm.weight", &m->out_norm, err);
+    if (!rc && !c->tied) rc = add_dense_w(fw, "lm_head.weight", &m->lm_head, err);
+    /* tokenizer, byte for byte */
+    if (!rc && m->tok && m->tok_kind[0]) {
+        if (m->tok_blob) {
+            rc = dlq_file_set_tokenizer(fw, m->tok_kind, m->tok_blob, m->tok_blob_n, dlq_tok_add_bos(m->tok),
+                                        dlq_tok_bos(m->tok), dlq_tok_eos(m->tok), err);
+        } else {
+            char *buf;
+            size_t len;
+            if (!(rc = dlq_read_file(m->tok_path, &buf, &len, err))) {
+                rc = dlq_file_set_tokenizer(fw, m->tok_kind, buf, len, dlq_tok_add_bos(m->tok), dlq_tok_bos(m->tok),
+                                            dlq_tok_eos(m->tok), err);
+                free(buf);
+            }
+        }
+    }
+    if (!rc) rc = dlq_file_commit(fw, path, err);
+    free(wp); free(sc); free(bi); free(q);
+    dlq_file_writer_free(fw);
+    return rc;
+}
+
+int dlq_tmodel_to_model(const dlq_tmodel *tm, dlq_model **out, dlq_err *err) {
+    const dlq_model *b = tm->base;
+    dlq_model *m = calloc(1, sizeof *m);
+    if (!m) return dlq_errf(err, DLQ_ENOMEM, "out of memory");
+    *m = *b;
+    m->src = NULL;
+    m->tok = NULL;
+    m->owned = NULL;
+    m->n_owned = 0;
+    m->layers = malloc((size_t)b->cfg.n_layers * sizeof *m->layers);
+    if (!m->layers) { free(m); return dlq_errf(err, DLQ_ENOMEM, "out of memory"); }
+    memcpy(m->layers, b->layers, (size_t)b->cfg.n_layers * sizeof *m->layers);
+    for (int l = 0; l < b->cfg.n_layers; l++)
+        for (int p = 0; p < DLQ_N_PROJ; p++) {
+            const dlq_tlinear *T = &tm->layers[l].p[p];
+            if (T->kind != DLQ_TL_QUANT && T->kind != DLQ_TL_LORA && T->kind != DLQ_TL_FULL) continue;
+            float *w = dlq_model_own(m, (size_t)(T->out * T->in) * sizeof(float), err);
+            if (!w) { dlq_model_destroy(m); return DLQ_ENOMEM; }
+            if (T->kind == DLQ_TL_QUANT) {
+                dlq_qlinear_wprime(T, w);
+                dlq_fq_forward(w, w, T->out, T->in, &T->q->spec, T->q->s, T->q->b, T->q->m, NULL);
+            } else {
+                dlq_tmodel_effective_weight(tm, l, p, w);
+            }
+            dlq_weight *dst = (dlq_weight *)proj_weight(&m->layers[l], p);
+            memset(dst, 0, sizeof *dst);
+            dst->data = w;
+            dst->dtype = DLQ_F32;
+            dst->rows = T->out;
+            dst->cols = T->in;
+        }
+    dlq_model_count_bytes(m);
+    *out = m;
+    return DLQ_OK;
+}
