@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "core/mapfile.h"
+#include "train/metrics.h"
 #include "train/trainer.h"
 
 int cli_next(cli_args *a) { return ++a->i < a->argc; }
@@ -132,4 +133,22 @@ void cli_train_progress(const char *tag, const dlq_step_info *s) {
     fprintf(stderr, " | lr %.2e | %.0f tok/s | ETA %d:%02d   ", s->lr, s->tokens_per_s, (int)(eta / 60), (int)eta % 60);
     if (end || !tty || s->val_loss == s->val_loss) fputc('\n', stderr);
     fflush(stderr);
+}
+
+void cli_log_step(void *user, const dlq_step_info *s) {
+    cli_trainlog *L = user;
+    dlq_err err;
+    if (L->metrics) {
+        dlq_metrics_begin(L->metrics);
+        dlq_metrics_int(L->metrics, "step", s->step);
+        dlq_metrics_str(L->metrics, "phase", s->phase);
+        dlq_metrics_num(L->metrics, "loss", s->loss);
+        dlq_metrics_num(L->metrics, "lr", s->lr);
+        dlq_metrics_num(L->metrics, "grad_norm", s->grad_norm);
+        dlq_metrics_num(L->metrics, "tokens_per_s", s->tokens_per_s);
+        dlq_metrics_num(L->metrics, "elapsed_s", s->elapsed_s);
+        if (s->val_loss == s->val_loss) dlq_metrics_num(L->metrics, "val_loss", s->val_loss);
+        if (dlq_metrics_end(L->metrics, &err)) fprintf(stderr, "\nwarning: %s\n", err.msg);
+    }
+    cli_train_progress(L->tag, s);
 }

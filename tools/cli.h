@@ -39,11 +39,17 @@ int cli_write_json(const char *path, const char *json);
 struct dlq_step_info;
 /* progress line for training steps: step, loss, lr, tokens/s, ETA */
 void cli_train_progress(const char *tag, const struct dlq_step_info *s);
-/* on_step callback writing metrics + progress; user is a ft_log-like struct */
+/* on_step callback writing a metrics line and the progress line; user is a cli_trainlog */
+struct dlq_metrics;
+typedef struct cli_trainlog {
+    struct dlq_metrics *metrics; /* may be NULL */
+    const char *tag;
+} cli_trainlog;
 void cli_log_step(void *user, const struct dlq_step_info *s);
 
 int cmd_info(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 int cmd_ppl(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_plot(int argc, char **argv);

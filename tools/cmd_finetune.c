@@ -12,29 +12,6 @@
 #include "train/metrics.h"
 #include "train/trainer.h"
 
-typedef struct ft_log {
-    dlq_metrics *metrics;
-    const char *tag;
-} ft_log;
-
-void cli_log_step(void *user, const dlq_step_info *s) {
-    ft_log *L = user;
-    dlq_err err;
-    if (L->metrics) {
-        dlq_metrics_begin(L->metrics);
-        dlq_metrics_int(L->metrics, "step", s->step);
-        dlq_metrics_str(L->metrics, "phase", s->phase);
-        dlq_metrics_num(L->metrics, "loss", s->loss);
-        dlq_metrics_num(L->metrics, "lr", s->lr);
-        dlq_metrics_num(L->metrics, "grad_norm", s->grad_norm);
-        dlq_metrics_num(L->metrics, "tokens_per_s", s->tokens_per_s);
-        dlq_metrics_num(L->metrics, "elapsed_s", s->elapsed_s);
-        if (!isnan(s->val_loss)) dlq_metrics_num(L->metrics, "val_loss", s->val_loss);
-        if (dlq_metrics_end(L->metrics, &err)) fprintf(stderr, "\nwarning: %s\n", err.msg);
-    }
-    cli_train_progress(L->tag, s);
-}
-
 static void usage(void) {
     printf("usage: dlqat finetune --model M --data FILE --out DIR [options]\n"
            "  --mode full|lora      full fine-tuning, or LoRA adapters on a frozen base (default lora)\n"
@@ -216,7 +193,7 @@ int cmd_finetune(int argc, char **argv) {
     int rc = 1;
     dlq_dataset *ds = NULL;
     dlq_tmodel *tm = NULL;
-    ft_log lg = {NULL, "finetune"};
+    cli_trainlog lg = {NULL, "finetune"};
     double t0 = cli_now();
     dlq_data_opts dopt;
     dlq_data_opts_default(&dopt);

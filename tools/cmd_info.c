@@ -33,6 +33,10 @@ int cmd_info(int argc, char **argv) {
     printf("arch        %s\n", dlq_arch_name(c->arch));
     printf("params      %lld (%.2f M)\n", (long long)dlq_model_n_params(m), dlq_model_n_params(m) / 1e6);
     printf("weights     %s, %.2f MiB\n", wdt, m->weight_bytes / 1048576.0);
+    if (m->q_bits) {
+        if (m->q_group) printf("quantized   %s, %d-bit, groups of %d\n", m->q_method, m->q_bits, m->q_group);
+        else printf("quantized   %s, %d-bit, per-channel\n", m->q_method, m->q_bits);
+    }
     printf("layers      %d\n", c->n_layers);
     printf("hidden      %d\n", c->dim);
     printf("mlp         %d\n", c->hidden_dim);
@@ -62,6 +66,7 @@ int cmd_info(int argc, char **argv) {
                               "head_dim", c->head_dim, "vocab_size", c->vocab_size, "context", c->max_seq,
                               "rope_theta", (double)c->rope_theta, "rope_scaling", rope_name(c->rope_kind),
                               "rms_norm_eps", (double)c->norm_eps, "tied", c->tied, "qkv_bias", c->qkv_bias);
+        if (m->q_bits) json_object_set_new(o, "quant", json_pack("{s:s, s:i, s:i}", "method", m->q_method, "bits", m->q_bits, "group", m->q_group));
         char *s = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
         rc = cli_write_json(json, s);
         free(s);

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "model/forward.h"
+#include "train/data.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -47,5 +48,47 @@ int dlq_ppl_eval(const dlq_model *m, const int32_t *tokens, int64_t n, int ctx, 
     res->windows = nw;
     res->ctx = ctx;
     res->seconds = now_s() - t0;
+    return DLQ_OK;
+}
+
+int dlq_eval_val_nll(const dlq_model *m, const dlq_dataset *d, int B, int64_t max_batches, double *nll, int64_t *ntok,
+                     dlq_err *err) {
+    int T = dlq_data_T(d), V = m->cfg.vocab_size;
+    int64_t nb = dlq_data_val_batches(d, B);
+    if (max_batches > 0 && nb > max_batches) nb = max_batches;
+    *nll = NAN;
+    *ntok = 0;
+    if (nb <= 0) return dlq_errf(err, DLQ_EINVAL, "no validation rows to evaluate (raise --val-fraction)");
+    dlq_state *s;
+    int rc = dlq_state_create(&s, m, B, T, T, err);
+    if (rc) return rc;
+    dlq_batch b;
+    float *logits = malloc((size_t)B * T * V * sizeof(float));
+    if (!logits || (rc = dlq_batch_alloc(&b, B, T, err))) {
+        free(logits);
+        dlq_state_destroy(s);
+        return rc ? rc : dlq_errf(err, DLQ_ENOMEM, "out of memory");
+    }
+    double total = 0;
+    int64_t n = 0;
+    for (int64_t i = 0; i < nb && !rc; i++) {
+        if ((rc = dlq_data_val_batch(d, i, &b, err)) || (rc = dlq_forward(m, s, b.tokens, B, T, 0, logits, 0, err))) break;
+        for (int64_t r = 0; r < (int64_t)B * T; r++) {
+            int32_t t = b.targets[r];
+            if (t < 0) continue;
+            const float *l = logits + r * V;
+            double mx = l[0], se = 0;
+            for (int j = 1; j < V; j++) mx = l[j] > mx ? l[j] : mx;
+            for (int j = 0; j < V; j++) se += exp((double)l[j] - mx);
+            total += mx + log(se) - l[t];
+            n++;
+        }
+    }
+    free(logits);
+    dlq_batch_free(&b);
+    dlq_state_destroy(s);
+    if (rc) return rc;
+    *nll = n ? total / (double)n : NAN;
+    *ntok = n;
     return DLQ_OK;
 }

@@ -24,4 +24,11 @@ typedef void (*dlq_progress_fn)(int64_t done, int64_t total, double elapsed, voi
 int dlq_ppl_eval(const dlq_model *m, const int32_t *tokens, int64_t n, int ctx, int batch, int64_t max_windows,
                  dlq_progress_fn progress, void *user, dlq_ppl_result *res, dlq_err *err);
 
+struct dlq_dataset;
+/* Mean NLL over the target tokens (targets >= 0) of a dataset's validation
+ * rows (masked: Alpaca prompts / padding do not count), with the inference
+ * forward. max_batches 0 = all. *ntok receives the number of targets. */
+int dlq_eval_val_nll(const dlq_model *m, const struct dlq_dataset *d, int B, int64_t max_batches, double *nll,
+                     int64_t *ntok, dlq_err *err);
+
 #endif

@@ -1,0 +1,322 @@
+/* dlqat quantize: RTN or DL-QAT (../shared/SPEC.md §1-4), written as a .dlq. */
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+#include "core/mapfile.h"
+#include "eval/ppl.h"
+#include "quant/export.h"
+#include "train/checkpoint.h"
+#include "train/metrics.h"
+#include "train/trainer.h"
+
+static void usage(void) {
+    printf("usage: dlqat quantize --model M --bits N --group G|channel --out OUT.dlq [options]\n"
+           "  --method rtn|dlqat      round-to-nearest min-max, or DL-QAT training (default dlqat)\n"
+           "  --data FILE             training data (text, Alpaca JSON or token file; --data-format to force)\n"
+           "  --phase1-steps N        phase 1: train scale s and offset b (default 1000)\n"
+           "  --steps N               phase 2: train magnitude m and LoRA A, B jointly (default 1000)\n"
+           "  --stages 2|3            3 = s,b -> m (--m-steps) -> A,B (--steps)\n"
+           "  --m-steps N             three-stage schedule: steps of the magnitude-only stage\n"
+           "  --rank R --alpha A --targets LIST --lora-init kaiming|gaussian   (default 16, 16, all 7, kaiming)\n"
+           "  --lr LR                 learning rate of every phase (default 2e-4); --lr-sb, --lr-m, --lr-ab override\n"
+           "  --batch B --seq T --accum K --schedule constant|cosine|linear --warmup N --clip C --seed S\n"
+           "  --clip-search           RTN init with a least-squares clipping search\n"
+           "  --lsq                   LSQ gradient scaling of s\n"
+           "  --eval-text FILE        perplexity text (default: the held-out slice of --data)\n"
+           "  --ctx N --eval-windows N   perplexity window and window cap for --eval-text\n"
+           "  --val-fraction F --eval-every N --ckpt-every N --resume --workdir DIR (default OUT.dlq.work)\n"
+           "  --json FILE             write the run summary\n");
+}
+
+typedef struct evalset {
+    const char *text;     /* --eval-text, or NULL: validation rows */
+    int32_t *ids;
+    size_t n;
+    int ctx;
+    int64_t max_windows;
+    const dlq_dataset *ds;
+    int B;
+} evalset;
+
+/* mean NLL of a model on the evaluation set */
+static int evaluate(const dlq_model *m, const evalset *e, double *nll, int64_t *ntok, dlq_err *err) {
+    if (e->text) {
+        dlq_ppl_result r;
+        int rc = dlq_ppl_eval(m, e->ids, (int64_t)e->n, e->ctx, 1, e->max_windows, NULL, NULL, &r, err);
+        if (rc) return rc;
+        *nll = r.nll;
+        *ntok = r.tokens;
+        return DLQ_OK;
+    }
+    return dlq_eval_val_nll(m, e->ds, e->B, 0, nll, ntok, err);
+}
+
+static double lr_or(double v, double def) { return v > 0 ? v : def; }
+
+int cmd_quantize(int argc, char **argv) {
+    cli_args a = {argc, argv, 0, "quantize", 0};
+    const char *model = NULL, *data = NULL, *fmt = "auto", *out = NULL, *json = NULL, *eval_text = NULL, *workdir = NULL,
+               *tok = NULL, *method = "dlqat";
+    dlq_tmodel_opts o = {.mode = DLQ_MODE_QUANT, .lora_r = 16, .lora_alpha = 16, .targets = 0x7f, .B = 16, .T = 256,
+                         .qspec = {3, 128}, .lora_init = DLQ_LORA_KAIMING};
+    dlq_train_cfg tc;
+    dlq_train_cfg_default(&tc);
+    long long p1 = 1000, p2 = 1000, msteps = 0, eval_windows = 0;
+    int stages = 2, resume = 0, ctx = 0, bits_set = 0;
+    double lr = 2e-4, lr_sb = 0, lr_m = 0, lr_ab = 0, val_fraction = 0.05;
+    dlq_err err = {0};
+    while (cli_next(&a)) {
+        if (cli_is(&a, "--help", "-h")) { usage(); return 0; }
+        else if (cli_is(&a, "--model", "-m")) model = cli_str(&a);
+        else if (cli_is(&a, "--method", NULL)) {
+            method = cli_str(&a);
+            if (strcmp(method, "rtn") && strcmp(method, "dlqat")) {
+                fprintf(stderr, "dlqat quantize: --method must be rtn or dlqat (gptq, qalora, qat, nf4-lora: not yet)\n");
+                return 2;
+            }
+        } else if (cli_is(&a, "--bits", NULL)) { o.qspec.bits = (int)cli_int(&a, 2, 8); bits_set = 1; }
+        else if (cli_is(&a, "--group", NULL)) {
+            const char *s = cli_str(&a);
+            if (!strcmp(s, "channel")) o.qspec.group = 0;
+            else {
+                char *end;
+                long g = strtol(s, &end, 10);
+                if (*end || g < 1 || g > (1 << 24)) { fprintf(stderr, "dlqat quantize: --group expects a positive size or 'channel', got '%s'\n", s); return 2; }
+                o.qspec.group = (int)g;
+            }
+        } else if (cli_is(&a, "--data", NULL)) data = cli_str(&a);
+        else if (cli_is(&a, "--data-format", NULL)) fmt = cli_str(&a);
+        else if (cli_is(&a, "--out", "-o")) out = cli_str(&a);
+        else if (cli_is(&a, "--json", NULL)) json = cli_str(&a);
+        else if (cli_is(&a, "--tokenizer", NULL)) tok = cli_str(&a);
+        else if (cli_is(&a, "--eval-text", NULL)) eval_text = cli_str(&a);
+        else if (cli_is(&a, "--ctx", NULL)) ctx = (int)cli_int(&a, 2, 1 << 20);
+        else if (cli_is(&a, "--eval-windows", NULL)) eval_windows = cli_int(&a, 1, 1LL << 40);
+        else if (cli_is(&a, "--phase1-steps", NULL)) p1 = cli_int(&a, 0, 1LL << 40);
+        else if (cli_is(&a, "--steps", NULL)) p2 = cli_int(&a, 0, 1LL << 40);
+        else if (cli_is(&a, "--m-steps", NULL)) msteps = cli_int(&a, 0, 1LL << 40);
+        else if (cli_is(&a, "--stages", NULL)) stages = (int)cli_int(&a, 2, 3);
+        else if (cli_is(&a, "--rank", "-r")) o.lora_r = (int)cli_int(&a, 0, 4096);
+        else if (cli_is(&a, "--alpha", NULL)) o.lora_alpha = (float)cli_num(&a, 1e-6, 1e6);
+        else if (cli_is(&a, "--targets", NULL)) {
+            if (dlq_parse_targets(cli_str(&a), &o.targets, &err)) { fprintf(stderr, "dlqat quantize: %s\n", err.msg); return 2; }
+        } else if (cli_is(&a, "--lora-init", NULL)) {
+            const char *s = cli_str(&a);
+            if (!strcmp(s, "kaiming")) o.lora_init = DLQ_LORA_KAIMING;
+            else if (!strcmp(s, "gaussian")) o.lora_init = DLQ_LORA_GAUSSIAN;
+            else { fprintf(stderr, "dlqat quantize: --lora-init must be kaiming or gaussian\n"); return 2; }
+        } else if (cli_is(&a, "--lr", NULL)) lr = cli_num(&a, 0, 10);
+        else if (cli_is(&a, "--lr-sb", NULL)) lr_sb = cli_num(&a, 0, 10);
+        else if (cli_is(&a, "--lr-m", NULL)) lr_m = cli_num(&a, 0, 10);
+        else if (cli_is(&a, "--lr-ab", NULL)) lr_ab = cli_num(&a, 0, 10);
+        else if (cli_is(&a, "--batch", NULL)) o.B = (int)cli_int(&a, 1, 1 << 16);
+        else if (cli_is(&a, "--seq", NULL)) o.T = (int)cli_int(&a, 2, 1 << 20);
+        else if (cli_is(&a, "--accum", NULL)) tc.accum = (int)cli_int(&a, 1, 1 << 16);
+        else if (cli_is(&a, "--schedule", NULL)) {
+            if (dlq_schedule_parse(&tc.sched, cli_str(&a))) { fprintf(stderr, "dlqat quantize: bad --schedule\n"); return 2; }
+        } else if (cli_is(&a, "--warmup", NULL)) tc.sched.warmup = cli_int(&a, 0, 1LL << 40);
+        else if (cli_is(&a, "--clip", NULL)) tc.clip = (float)cli_num(&a, 0, 1e9);
+        else if (cli_is(&a, "--seed", NULL)) o.seed = (uint64_t)cli_int(&a, 0, 1LL << 62);
+        else if (cli_is(&a, "--clip-search", NULL)) o.clip_search = 1;
+        else if (cli_is(&a, "--lsq", NULL)) o.lsq = 1;
+        else if (cli_is(&a, "--val-fraction", NULL)) val_fraction = cli_num(&a, 0, 0.9);
+        else if (cli_is(&a, "--eval-every", NULL)) tc.eval_every = cli_int(&a, 0, 1LL << 40);
+        else if (cli_is(&a, "--ckpt-every", NULL)) tc.ckpt_every = cli_int(&a, 0, 1LL << 40);
+        else if (cli_is(&a, "--resume", NULL)) resume = 1;
+        else if (cli_is(&a, "--workdir", NULL)) workdir = cli_str(&a);
+        else cli_unknown(&a);
+    }
+    if (!model || !out) { fprintf(stderr, "dlqat quantize: --model and --out are required\n"); return 2; }
+    if (!bits_set) fprintf(stderr, "[quantize] --bits not given: using %d\n", o.qspec.bits);
+    int train = !strcmp(method, "dlqat") && (p1 + p2 + msteps) > 0;
+    if (train && !data) { fprintf(stderr, "dlqat quantize: --method dlqat needs --data (or use --method rtn)\n"); return 2; }
+    if (!data && !eval_text) fprintf(stderr, "[quantize] no --data or --eval-text: perplexity is not measured\n");
+    if (!train) { p1 = p2 = msteps = 0; }
+    if (stages == 2) msteps = 0;
+
+    double t0 = cli_now();
+    dlq_model *m;
+    if (cli_load_model(&m, model, tok, NULL)) return 1;
+    int rc = 1;
+    dlq_dataset *ds = NULL;
+    dlq_tmodel *tm = NULL;
+    dlq_model *fq = NULL, *qm = NULL;
+    cli_trainlog lg = {NULL, "quantize"};
+    evalset ev = {.text = eval_text, .ctx = ctx ? ctx : m->cfg.max_seq, .max_windows = eval_windows, .B = 1};
+    if (!m->tok && (data || eval_text)) { fprintf(stderr, "dlqat quantize: %s has no tokenizer; pass --tokenizer\n", model); goto done; }
+    if (data) {
+        dlq_data_opts dopt;
+        dlq_data_opts_default(&dopt);
+        dopt.T = o.T;
+        dopt.val_fraction = val_fraction;
+        dopt.seed = o.seed;
+        if (dlq_data_open(&ds, data, fmt, m->tok, &dopt, &err)) { fprintf(stderr, "dlqat quantize: %s\n", err.msg); goto done; }
+        if (dlq_data_n_skipped(ds)) fprintf(stderr, "[quantize] %lld malformed records skipped\n", (long long)dlq_data_n_skipped(ds));
+        ev.ds = ds;
+    }
+    if (eval_text) {
+        size_t len;
+        char *buf = cli_read_text(eval_text, &len);
+        int erc = dlq_tok_encode(m->tok, buf, len, 1, &ev.ids, &ev.n, &err);
+        free(buf);
+        if (erc) { fprintf(stderr, "dlqat quantize: %s: %s\n", eval_text, err.msg); goto done; }
+    }
+    if (dlq_tmodel_create(&tm, m, &o, &err)) { fprintf(stderr, "dlqat quantize: %s\n", err.msg); goto done; }
+    int64_t nparams = dlq_model_n_params(m);
+    size_t n_sb = dlq_tmodel_count(tm, DLQ_TRAIN_SB), n_m = dlq_tmodel_count(tm, DLQ_TRAIN_M), n_ab = dlq_tmodel_count(tm, DLQ_TRAIN_AB);
+    fprintf(stderr, "[quantize] %s W%d %s on %s (%lld parameters); targets:", method, o.qspec.bits,
+            o.qspec.group ? "" : "per-channel", model, (long long)nparams);
+    for (int p = 0; p < DLQ_N_PROJ; p++) if (o.targets >> p & 1u) fprintf(stderr, " %s", dlq_proj_names[p]);
+    if (o.qspec.group) fprintf(stderr, "; group %d", o.qspec.group);
+    fprintf(stderr, "\n");
+    if (train) {
+        fprintf(stderr, "[quantize] phase 1 (s, b): %lld steps, %zu trainable parameters (%.3f%%)\n", p1, n_sb, 100.0 * n_sb / nparams);
+        if (stages == 3) {
+            fprintf(stderr, "[quantize] phase 2 (m): %lld steps, %zu trainable parameters (%.3f%%)\n", msteps, n_m, 100.0 * n_m / nparams);
+            fprintf(stderr, "[quantize] phase 3 (A, B): %lld steps, %zu trainable parameters (%.3f%%)\n", p2, n_ab, 100.0 * n_ab / nparams);
+        } else
+            fprintf(stderr, "[quantize] phase 2 (m, A, B): %lld steps, %zu trainable parameters (%.3f%%)\n", p2, n_m + n_ab,
+                    100.0 * (n_m + n_ab) / nparams);
+    }
+    /* baselines: FP and the RTN initialisation */
+    double nll_fp = NAN, nll_rtn = NAN, nll_q = NAN;
+    int64_t ntok = 0;
+    int have_eval = eval_text || (ds && dlq_data_n_val(ds) > 0);
+    if (have_eval) {
+        if (evaluate(m, &ev, &nll_fp, &ntok, &err)) { fprintf(stderr, "dlqat quantize: %s\n", err.msg); goto done; }
+        if (dlq_tmodel_to_model(tm, &fq, &err) || evaluate(fq, &ev, &nll_rtn, &ntok, &err)) {
+            fprintf(stderr, "dlqat quantize: %s\n", err.msg);
+            goto done;
+        }
+        dlq_model_destroy(fq);
+        fq = NULL;
+        fprintf(stderr, "[quantize] eval on %s (%lld tokens): FP ppl %.4f, RTN ppl %.4f\n",
+                eval_text ? eval_text : "held-out rows of --data", (long long)ntok, exp(nll_fp), exp(nll_rtn));
+    }
+    dlq_train_state st;
+    memset(&st, 0, sizeof st);
+    char wd[1200], ckdir[1300], mpath[1300];
+    snprintf(wd, sizeof wd, "%s", workdir ? workdir : out);
+    if (!workdir) strncat(wd, ".work", sizeof wd - strlen(wd) - 1);
+    snprintf(ckdir, sizeof ckdir, "%s/checkpoints", wd);
+    snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", wd);
+    double t_train = 0;
+    if (train) {
+        if (mkdir(wd, 0755) && !dlq_path_is_dir(wd)) { fprintf(stderr, "dlqat quantize: cannot create %s\n", wd); goto done; }
+        if (resume) {
+            char phase[64];
+            if (dlq_train_resume(tm, ds, ckdir, &st, phase, sizeof phase, &err)) { fprintf(stderr, "dlqat quantize: --resume: %s\n", err.msg); goto done; }
+            fprintf(stderr, "[quantize] resumed at step %lld (%s) from %s\n", (long long)st.step, phase, ckdir);
+        }
+        if (dlq_metrics_open(&lg.metrics, mpath, resume ? st.step : -1, NULL, &err)) { fprintf(stderr, "dlqat quantize: %s\n", err.msg); goto done; }
+        volatile sig_atomic_t stop = 0;
+        dlq_install_stop_signals(&stop, &err);
+        char meta[512];
+        snprintf(meta, sizeof meta, "{\"method\": \"dlqat\", \"bits\": %d, \"group\": %d, \"rank\": %d, \"stages\": %d}",
+                 o.qspec.bits, o.qspec.group, o.lora_r, stages);
+        typedef struct { const char *name; unsigned mask; long long steps; double lr_main, lr_m_mult; } phase_t;
+        phase_t ph[3];
+        int nph = 0;
+        ph[nph++] = (phase_t){"phase1-sb", DLQ_TRAIN_SB, p1, lr_or(lr_sb, lr), 1};
+        if (stages == 3) {
+            ph[nph++] = (phase_t){"phase2-m", DLQ_TRAIN_M, msteps, lr_or(lr_m, lr), 1};
+            ph[nph++] = (phase_t){"phase3-ab", DLQ_TRAIN_AB, p2, lr_or(lr_ab, lr), 1};
+        } else {
+            ph[nph++] = (phase_t){"phase2-m-ab", DLQ_TRAIN_M | DLQ_TRAIN_AB, p2, lr_or(lr_ab, lr),
+                                        lr_or(lr_m, lr) / lr_or(lr_ab, lr)};
+        }
+        double ts = cli_now();
+        int64_t begin = 0;
+        for (int i = 0; i < nph; i++) {
+            int64_t end = begin + ph[i].steps;
+            if (ph[i].steps > 0 && st.step < end) {
+                dlq_tmodel_set_trainable(tm, ph[i].mask);
+                tm->params.groups[tm->group_m].lr_mult = (float)ph[i].lr_m_mult;
+                if (st.step <= begin) { /* a fresh optimizer per phase */
+                    dlq_params_alloc_optim(&tm->params, &err);
+                    memset(tm->params.m, 0, tm->params.total * sizeof(float));
+                    memset(tm->params.v, 0, tm->params.total * sizeof(float));
+                    st.opt.step = 0;
+                }
+                dlq_train_cfg c = tc;
+                c.phase = ph[i].name;
+                c.step_begin = begin;
+                c.step_end = end;
+                c.sched.lr = (float)ph[i].lr_main;
+                c.sched.total = ph[i].steps;
+                c.ckpt_dir = ckdir;
+                c.run_meta = meta;
+                c.stop = &stop;
+                c.on_step = cli_log_step;
+                c.user = &lg;
+                if (dlq_train_run(tm, ds, &c, &st, &err)) { fprintf(stderr, "\ndlqat quantize: %s\n", err.msg); goto done; }
+                if (st.interrupted) {
+                    fprintf(stderr, "\n[quantize] interrupted at step %lld: checkpoint in %s; continue with --resume\n",
+                            (long long)st.step, ckdir);
+                    rc = 130;
+                    goto done;
+                }
+            }
+            begin = end;
+        }
+        t_train = cli_now() - ts;
+    }
+    /* merge and write */
+    char meta[512];
+    snprintf(meta, sizeof meta, "{\"source\": \"%s\", \"phase1_steps\": %lld, \"steps\": %lld, \"m_steps\": %lld, \"rank\": %d, "
+             "\"alpha\": %g, \"batch\": %d, \"seq\": %d, \"lr\": %g}", model, p1, p2, msteps, o.lora_r, o.lora_alpha, o.B, o.T, lr);
+    if (dlq_quant_export_dlq(tm, out, method, meta, &err)) { fprintf(stderr, "dlqat quantize: %s\n", err.msg); goto done; }
+    fprintf(stderr, "[quantize] wrote %s\n", out);
+    if (have_eval) {
+        if (dlq_model_load(&qm, out, NULL, &err) || evaluate(qm, &ev, &nll_q, &ntok, &err)) {
+            fprintf(stderr, "dlqat quantize: evaluating %s: %s\n", out, err.msg);
+            goto done;
+        }
+    }
+    char gname[32];
+    if (o.qspec.group) snprintf(gname, sizeof gname, "g%d", o.qspec.group);
+    else snprintf(gname, sizeof gname, "per-channel");
+    size_t trainable = train ? (stages == 3 ? n_sb + n_m + n_ab : n_sb + n_m + n_ab) : 0;
+    printf("| model | bits | group | ppl |\n|---|---|---|---|\n");
+    if (have_eval) {
+        printf("| FP | 16 | - | %.4f |\n", exp(nll_fp));
+        printf("| RTN | %d | %s | %.4f |\n", o.qspec.bits, gname, exp(nll_rtn));
+        if (train) printf("| DL-QAT | %d | %s | %.4f |\n", o.qspec.bits, gname, exp(nll_q));
+    }
+    if (json) {
+        json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:s, s:i, s:I, s:I, s:I, s:i, s:f, s:I, s:I, s:I, s:f, s:f, s:I}", "method", method,
+                              "model", model, "out", out, "bits", o.qspec.bits, "group", gname, "stages", stages,
+                              "phase1_steps", (json_int_t)p1, "steps", (json_int_t)p2, "m_steps", (json_int_t)msteps, "rank", o.lora_r,
+                              "lr", lr, "trainable_params_phase1", (json_int_t)(train ? n_sb : 0),
+                              "trainable_params_phase2", (json_int_t)(train ? n_m + n_ab : 0), "total_params", (json_int_t)nparams,
+                              "wall_s", cli_now() - t0, "train_s", t_train, "peak_rss_kb", (json_int_t)cli_peak_rss_kb());
+        (void)trainable;
+        if (have_eval) {
+            json_object_set_new(j, "eval", json_pack("{s:s, s:I, s:i}", "on", eval_text ? eval_text : "held-out rows of data",
+                                                     "tokens", (json_int_t)ntok, "ctx", eval_text ? ev.ctx : o.T));
+            json_object_set_new(j, "ppl_fp", json_real(exp(nll_fp)));
+            json_object_set_new(j, "ppl_rtn", json_real(exp(nll_rtn)));
+            json_object_set_new(j, "ppl_before", json_real(exp(nll_rtn)));
+            json_object_set_new(j, "ppl_after", json_real(exp(nll_q)));
+        }
+        if (train) json_object_set_new(j, "final_loss", json_real(st.last_loss));
+        char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(8));
+        if (cli_write_json(json, s)) { free(s); json_decref(j); goto done; }
+        free(s);
+        json_decref(j);
+    }
+    rc = 0;
+done:
+    if (lg.metrics) dlq_metrics_close(lg.metrics, &err);
+    free(ev.ids);
+    dlq_model_destroy(qm);
+    dlq_model_destroy(fq);
+    dlq_tmodel_destroy(tm);
+    if (ds) dlq_data_close(ds);
+    dlq_model_destroy(m);
+    return rc;
+}
