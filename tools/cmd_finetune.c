@@ -248,7 +248,7 @@ int cmd_finetune(int argc, char **argv) {
                             "batch", o.B, "seq", o.T, "final_loss", st.last_loss, "val_loss", st.last_val_loss,
                             "trainable_params", (json_int_t)tr, "wall_s", cli_now() - t0, "lr", (double)tc.sched.lr,
                             "peak_rss_kb", (json_int_t)cli_peak_rss_kb());
-    char *s = json_dumps(res, JSON_INDENT(2) | JSON_REAL_PRECISION(8));
+    char *s = json_dumps(res, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
     char rpath[1200];
     snprintf(rpath, sizeof rpath, "%s/run.json", out);
     rc = cli_write_json(rpath, s) ? 1 : 0;

@@ -304,7 +304,7 @@ int cmd_quantize(int argc, char **argv) {
             json_object_set_new(j, "ppl_after", json_real(exp(nll_q)));
         }
         if (train) json_object_set_new(j, "final_loss", json_real(st.last_loss));
-        char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(8));
+        char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
         if (cli_write_json(json, s)) { free(s); json_decref(j); goto done; }
         free(s);
         json_decref(j);

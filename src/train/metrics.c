@@ -97,7 +97,7 @@ void dlq_metrics_str(dlq_metrics *m, const char *key, const char *v) { put(m, ke
 int dlq_metrics_end(dlq_metrics *m, dlq_err *err) {
     if (!m || !m->f) return dlq_errf(err, DLQ_EINVAL, "metrics: log is not open");
     if (!m->rec) m->rec = json_object();
-    char *s = json_dumps(m->rec, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+    char *s = json_dumps(m->rec, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
     json_decref(m->rec);
     m->rec = NULL;
     if (!s) return dlq_errf(err, DLQ_ENOMEM, "%s: cannot format metrics record", m->path);

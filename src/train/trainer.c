@@ -78,6 +78,7 @@ int dlq_train_save(const dlq_tmodel *tm, const dlq_dataset *data, const dlq_trai
                              (json_int_t)st->step, "adam_step", (json_int_t)st->opt.step, "data", "epoch",
                              (json_int_t)pos.epoch, "index", (json_int_t)pos.index, "rng_state", rs, "n_train",
                              (json_int_t)pos.n_train, "fingerprint", "", "last_loss", st->last_loss);
+    json_object_set_new(meta, "last_val_loss", isnan(st->last_val_loss) ? json_null() : json_real(st->last_val_loss));
     json_object_set_new(json_object_get(meta, "data"), "fingerprint", json_sprintf("%llu", (unsigned long long)pos.fingerprint));
     if (cfg->run_meta) {
         json_t *run = json_loads(cfg->run_meta, 0, NULL);
@@ -128,6 +129,8 @@ int dlq_train_resume(dlq_tmodel *tm, dlq_dataset *data, const char *ckpt_dir, dl
     st->step = json_integer_value(json_object_get(meta, "step"));
     st->opt.step = json_integer_value(json_object_get(meta, "adam_step"));
     st->last_loss = json_number_value(json_object_get(meta, "last_loss"));
+    json_t *lv = json_object_get(meta, "last_val_loss");
+    st->last_val_loss = json_is_number(lv) ? json_number_value(lv) : NAN;
     if (phase) snprintf(phase, phase_cap, "%s", json_string_value(json_object_get(meta, "phase")) ? json_string_value(json_object_get(meta, "phase")) : "");
     json_t *d = json_object_get(meta, "data");
     dlq_data_pos pos;
