@@ -20,7 +20,7 @@ static void test_ste(dlq_rng *r) {
     int groups[] = {8, 16, 0, 37, 5};
     for (int bits = 2; bits <= 8; bits += 3)
         for (size_t gi = 0; gi < sizeof groups / sizeof *groups; gi++) {
-            dlq_qspec q = {bits, groups[gi]};
+            dlq_qspec q = {.bits = bits, .group = groups[gi]};
             int64_t ng = dlq_qgroups(cols, q.group);
             float w[5 * 37], G[5 * 37], s[5 * 37], b[5 * 37], m[5 * 37], dwp[5 * 37];
             float gs[5 * 37] = {0}, gb[5 * 37] = {0}, gm[5 * 37] = {0};
@@ -47,7 +47,7 @@ static void test_rtn_bounds(dlq_rng *r) {
     int64_t rows = 7, cols = 100;
     for (int bits = 2; bits <= 8; bits++)
         for (int group = 0; group <= 64; group += 32) { /* per-channel, 32 (ragged tail of 4), 64 (ragged 36) */
-            dlq_qspec q = {bits, group};
+            dlq_qspec q = {.bits = bits, .group = group};
             int64_t ng = dlq_qgroups(cols, group);
             int gsz = dlq_qgroup_size(cols, group);
             float w[700], wq[700], s[700], b[700], m[700];
@@ -67,16 +67,41 @@ static void test_rtn_bounds(dlq_rng *r) {
             CHECK(worst <= 0.5 + 1e-4, "RTN bits %d group %d: error %.4f steps > 1/2", bits, group, worst);
             CHECK(range_ok, "RTN bits %d: integers out of range", bits);
         }
+    /* symmetric: b = 0, error <= s/2 everywhere; integer zero point: b/s integral */
+    for (int bits = 2; bits <= 8; bits += 2) {
+        float w[200], wq[200], s[8], b[8], m[8];
+        for (int i = 0; i < 200; i++) w[i] = (float)dlq_rng_normal(r) + (i < 100 ? 0.5f : 0.0f);
+        dlq_qspec qs = {.bits = bits, .group = 50, .sym = 1};
+        dlq_quant_init_rtn(w, 4, 50, &qs, 0, s, b, m);
+        dlq_fq_forward(wq, w, 4, 50, &qs, s, b, m, NULL);
+        double worst = 0;
+        int zero = 1;
+        for (int i = 0; i < 200; i++) worst = fmax(worst, fabs(wq[i] - w[i]) / s[i / 50]);
+        for (int g = 0; g < 4; g++) zero &= b[g] == 0.0f;
+        CHECK(zero && worst <= 0.5 + 1e-4, "symmetric bits %d: b zero %d, error %.3f steps", bits, zero, worst);
+        dlq_qspec qz = {.bits = bits, .group = 50, .int_zero = 1};
+        dlq_quant_init_rtn(w, 4, 50, &qz, 0, s, b, m);
+        int integral = 1;
+        for (int g = 0; g < 4; g++) integral &= fabsf(b[g] / s[g] - rintf(b[g] / s[g])) < 1e-4f;
+        b[0] += 0.37f * s[0];
+        dlq_quant_snap_zero(b, s, 4);
+        integral &= fabsf(b[0] / s[0] - rintf(b[0] / s[0])) < 1e-4f;
+        CHECK(integral, "integer zero point bits %d: b/s not integral", bits);
+        dlq_fq_forward(wq, w, 4, 50, &qz, s, b, m, NULL);
+        worst = 0;
+        for (int i = 0; i < 200; i++) worst = fmax(worst, fabs(wq[i] - w[i]) / s[i / 50]);
+        CHECK(worst <= 1.0 + 1e-4, "integer zero point bits %d: error %.3f steps", bits, worst);
+    }
     /* constant group: s guarded, exact reconstruction */
     float w[8] = {0.3f, 0.3f, 0.3f, 0.3f, 0.3f, 0.3f, 0.3f, 0.3f}, wq[8], s[1], b[1], m[1];
-    dlq_qspec q = {3, 0};
+    dlq_qspec q = {.bits = 3, .group = 0};
     dlq_quant_init_rtn(w, 1, 8, &q, 0, s, b, m);
     dlq_fq_forward(wq, w, 1, 8, &q, s, b, m, NULL);
     CHECK(s[0] > 0 && fabsf(wq[0] - 0.3f) < 1e-6f, "constant group: s %g, wq %g", s[0], wq[0]);
     /* clipping search never increases the error */
     float w2[256], s1[8], b1[8], m1[8], s2[8], b2[8], m2[8], q1[256], q2[256];
     for (int i = 0; i < 256; i++) w2[i] = (float)(dlq_rng_normal(r) * (i % 17 == 0 ? 4 : 1));
-    dlq_qspec q3 = {3, 32};
+    dlq_qspec q3 = {.bits = 3, .group = 32};
     dlq_quant_init_rtn(w2, 2, 128, &q3, 0, s1, b1, m1);
     dlq_quant_init_rtn(w2, 2, 128, &q3, 1, s2, b2, m2);
     dlq_fq_forward(q1, w2, 2, 128, &q3, s1, b1, m1, NULL);

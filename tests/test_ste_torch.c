@@ -68,7 +68,7 @@ static void run_config(json_t *c) {
 
     dlq_qstate Q;
     memset(&Q, 0, sizeof Q);
-    Q.spec = (dlq_qspec){bits, group};
+    Q.spec = (dlq_qspec){.bits = bits, .group = group};
     CHECK(dlq_qspec_validate(&Q.spec, &err) == 0, "%s: %s", name, err.msg);
     Q.ngroups = dlq_qgroups(in, group);
     int64_t np = out * Q.ngroups;

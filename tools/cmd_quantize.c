@@ -25,6 +25,8 @@ static void usage(void) {
            "  --lr LR                 learning rate of every phase (default 2e-4); --lr-sb, --lr-m, --lr-ab override\n"
            "  --batch B --seq T --accum K --schedule constant|cosine|linear --warmup N --clip C --seed S\n"
            "  --clip-search           RTN init with a least-squares clipping search\n"
+           "  --sym                   symmetric quantizer (offset b = 0, never trained)\n"
+           "  --int-zero              keep b/s an integer (GPTQ-style integer zero point) through training\n"
            "  --lsq                   LSQ gradient scaling of s\n"
            "  --eval-text FILE        perplexity text (default: the held-out slice of --data)\n"
            "  --ctx N --eval-windows N   perplexity window and window cap for --eval-text\n"
@@ -122,6 +124,8 @@ int cmd_quantize(int argc, char **argv) {
         else if (cli_is(&a, "--clip", NULL)) tc.clip = (float)cli_num(&a, 0, 1e9);
         else if (cli_is(&a, "--seed", NULL)) o.seed = (uint64_t)cli_int(&a, 0, 1LL << 62);
         else if (cli_is(&a, "--clip-search", NULL)) o.clip_search = 1;
+        else if (cli_is(&a, "--sym", NULL)) o.qspec.sym = 1;
+        else if (cli_is(&a, "--int-zero", NULL)) o.qspec.int_zero = 1;
         else if (cli_is(&a, "--lsq", NULL)) o.lsq = 1;
         else if (cli_is(&a, "--val-fraction", NULL)) val_fraction = cli_num(&a, 0, 0.9);
         else if (cli_is(&a, "--eval-every", NULL)) tc.eval_every = cli_int(&a, 0, 1LL << 40);

@@ -47,9 +47,10 @@ int dlq_quant_export_dlq(const dlq_tmodel *tm, const char *path, const char *met
     for (int p = 0; p < DLQ_N_PROJ; p++)
         if (tm->opt.targets >> p & 1u) json_array_append_new(targets, json_string(dlq_proj_names[p]));
     int group = dlq_qgroup_size(tm->layers[0].p[0].in, tm->opt.qspec.group);
-    json_t *qj = json_pack("{s:s, s:i, s:i, s:b, s:s, s:o}", "method", method, "bits", tm->opt.qspec.bits, "group",
+    json_t *qj = json_pack("{s:s, s:i, s:i, s:b, s:s, s:o, s:b, s:b}", "method", method, "bits", tm->opt.qspec.bits, "group",
                            tm->opt.qspec.group <= 0 ? 0 : tm->opt.qspec.group, "per_channel", tm->opt.qspec.group <= 0,
-                           "rounding", "half-to-even", "targets", targets);
+                           "rounding", "half-to-even", "targets", targets, "symmetric", tm->opt.qspec.sym,
+                           "integer_zero", tm->opt.qspec.int_zero);
     (void)group;
     char *qs = json_dumps(qj, JSON_COMPACT);
     json_decref(qj);

@@ -41,20 +41,32 @@ void dlq_quant_init_rtn(const float *w, int64_t rows, int64_t cols, const dlq_qs
             float lo = FLT_MAX, hi = -FLT_MAX;
             for (int i = 0; i < n; i++) { lo = fminf(lo, wg[i]); hi = fmaxf(hi, wg[i]); }
             float bs, bb;
+            if (q->sym) { /* symmetric: [-absmax, absmax] onto [-qmax, qmax] */
+                float am = fmaxf(fabsf(lo), fabsf(hi));
+                lo = -am;
+                hi = am;
+            }
             group_params(wg, n, q->bits, lo, hi, &bs, &bb);
+            if (q->sym) { bs = fmaxf(fmaxf(fabsf(lo), fabsf(hi)) / (float)dlq_qmax(q->bits), 1e-8f); bb = 0; }
             if (clip_search) {
                 double best = group_err(wg, n, q->bits, bs, bb);
                 for (int k = 1; k <= 10; k++) {
                     float ratio = 1.0f - 0.05f * (float)k, ts, tb;
                     group_params(wg, n, q->bits, lo * ratio, hi * ratio, &ts, &tb);
+                    if (q->sym) { ts = fmaxf(fmaxf(fabsf(lo), fabsf(hi)) * ratio / (float)dlq_qmax(q->bits), 1e-8f); tb = 0; }
                     double e = group_err(wg, n, q->bits, ts, tb);
                     if (e < best) { best = e; bs = ts; bb = tb; }
                 }
             }
+            if (q->int_zero) bb = bs * dlq_qround(bb / bs);
             s[r * ng + g] = bs;
             b[r * ng + g] = bb;
             m[r * ng + g] = 1.0f;
         }
+}
+
+void dlq_quant_snap_zero(float *b, const float *s, int64_t n) {
+    for (int64_t i = 0; i < n; i++) b[i] = s[i] * dlq_qround(b[i] / s[i]);
 }
 
 void dlq_fq_forward(float *wq, const float *wp, int64_t rows, int64_t cols, const dlq_qspec *q, const float *s,

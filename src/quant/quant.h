@@ -20,6 +20,8 @@
 typedef struct dlq_qspec {
     int bits;    /* 2..8 */
     int group;   /* elements per group along the input dimension; 0 or >= cols = per-channel */
+    int sym;     /* symmetric: b = 0 (s = absmax / qmax), b never trained */
+    int int_zero;/* integer zero point: b/s is kept an integer (GPTQ / EfficientQAT form w = s*(u - z)) */
 } dlq_qspec;
 
 static inline int dlq_qmin(int bits) { return -(1 << (bits - 1)); }
@@ -33,11 +35,15 @@ static inline int dlq_qgroup_size(int64_t cols, int group) { return group <= 0 |
 int dlq_qspec_validate(const dlq_qspec *q, dlq_err *err);
 
 /* RTN min-max initialisation: s = (max - min) / (2^n - 1), b = min - s*qmin,
- * m = 1; s is guarded against zero (constant groups). With clip_search, the
+ * m = 1; s is guarded against zero (constant groups). sym: s = absmax/qmax,
+ * b = 0. int_zero: b is then rounded to a multiple of s (dlq_quant_snap_zero). With clip_search, the
  * range [min*r, max*r] is tried for r in 1.00, 0.95, ..., 0.50 and the r with
  * the least squared reconstruction error of the group is kept. */
 void dlq_quant_init_rtn(const float *w, int64_t rows, int64_t cols, const dlq_qspec *q, int clip_search, float *s,
                         float *b, float *m);
+
+/* int_zero: b <- s * round(b / s) for n groups. */
+void dlq_quant_snap_zero(float *b, const float *s, int64_t n);
 
 /* Wq = m*(s*clamp(round((wp-b)/s))+b); wq may alias wp. If qout is non-NULL
  * the integers q are stored there too (as int8, q in [qmin, qmax]). */

@@ -94,10 +94,56 @@ void dlq_metrics_int(dlq_metrics *m, const char *key, int64_t v) { put(m, key, j
 void dlq_metrics_num(dlq_metrics *m, const char *key, double v) { put(m, key, isfinite(v) ? json_real(v) : json_null()); }
 void dlq_metrics_str(dlq_metrics *m, const char *key, const char *v) { put(m, key, v ? json_string(v) : json_null()); }
 
+/* One JSON line; reals in the shortest form that reads back to the same
+ * double (%.15g, %.16g or %.17g), so logs are exact yet readable. */
+static char *format_record(json_t *rec) {
+    size_t cap = 256, n = 0;
+    char *out = malloc(cap);
+    if (!out) return NULL;
+    out[n++] = '{';
+    const char *key;
+    json_t *v;
+    int first = 1;
+    json_object_foreach(rec, key, v) {
+        char num[40];
+        json_t *kj = json_string(key);
+        char *ks = kj ? json_dumps(kj, JSON_ENCODE_ANY) : NULL;
+        json_decref(kj);
+        char *vs = NULL;
+        const char *val;
+        if (json_is_real(v)) {
+            double d = json_real_value(v);
+            for (int prec = 15; prec <= 17; prec++) {
+                snprintf(num, sizeof num, "%.*g", prec, d);
+                if (strtod(num, NULL) == d) break;
+            }
+            if (!strpbrk(num, ".eEn")) strncat(num, ".0", sizeof num - strlen(num) - 1);
+            val = num;
+        } else {
+            vs = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+            val = vs ? vs : "null";
+        }
+        size_t need = n + (ks ? strlen(ks) : 2) + strlen(val) + 4;
+        if (need + 2 > cap) {
+            while (need + 2 > cap) cap *= 2;
+            char *no = realloc(out, cap);
+            if (!no) { free(out); free(ks); free(vs); return NULL; }
+            out = no;
+        }
+        n += (size_t)sprintf(out + n, "%s%s:%s", first ? "" : ",", ks ? ks : "\"\"", val);
+        first = 0;
+        free(ks);
+        free(vs);
+    }
+    out[n++] = '}';
+    out[n] = 0;
+    return out;
+}
+
 int dlq_metrics_end(dlq_metrics *m, dlq_err *err) {
     if (!m || !m->f) return dlq_errf(err, DLQ_EINVAL, "metrics: log is not open");
     if (!m->rec) m->rec = json_object();
-    char *s = json_dumps(m->rec, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+    char *s = format_record(m->rec);
     json_decref(m->rec);
     m->rec = NULL;
     if (!s) return dlq_errf(err, DLQ_ENOMEM, "%s: cannot format metrics record", m->path);

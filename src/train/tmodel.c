@@ -168,6 +168,12 @@ int dlq_tmodel_create(dlq_tmodel **out, const dlq_model *base, const dlq_tmodel_
     if (opt->T > c->max_seq)
         return dlq_errf(err, DLQ_EINVAL, "sequence length %d exceeds the model's context %d", opt->T, c->max_seq);
     if (opt->mode != DLQ_MODE_FULL && opt->lora_r < 0) return dlq_errf(err, DLQ_EINVAL, "LoRA rank %d is invalid", opt->lora_r);
+    int packed = base->tok_emb.dtype == DLQ_QPACK;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int p = 0; p < DLQ_N_PROJ; p++) packed |= base_proj(&base->layers[l], p)->dtype == DLQ_QPACK;
+    if (packed)
+        return dlq_errf(err, DLQ_EUNSUP, "%s is already quantized (.dlq): training starts from a full-precision model "
+                        "(Hugging Face folder, llama2.c .bin or GGUF)", base->path);
     dlq_tmodel *tm = calloc(1, sizeof *tm);
     if (!tm) return dlq_errf(err, DLQ_ENOMEM, "out of memory");
     tm->base = base;
@@ -438,10 +444,21 @@ void dlq_tmodel_effective_weight(const dlq_tmodel *tm, int l, int p, float *out)
                     (int)T->in, 1.0f, out, (int)T->in);
 }
 
+void dlq_tmodel_after_step(dlq_tmodel *tm) {
+    if (tm->opt.mode != DLQ_MODE_QUANT || !tm->opt.qspec.int_zero) return;
+    for (int l = 0; l < tm->cfg.n_layers; l++)
+        for (int p = 0; p < DLQ_N_PROJ; p++) {
+            const dlq_tlinear *T = &tm->layers[l].p[p];
+            if (T->kind == DLQ_TL_QUANT) dlq_quant_snap_zero(T->q->b, T->q->s, T->out * T->q->ngroups);
+        }
+}
+
 void dlq_tmodel_set_trainable(dlq_tmodel *tm, unsigned mask) {
     for (int i = 0; i < tm->params.n; i++) {
         dlq_ptensor *t = &tm->params.t[i];
-        if (t->group == tm->group_sb) t->frozen = !(mask & DLQ_TRAIN_SB);
+        size_t nl = strlen(t->name);
+        int is_offset = nl > 8 && !strcmp(t->name + nl - 8, ".qoffset");
+        if (t->group == tm->group_sb) t->frozen = !(mask & DLQ_TRAIN_SB) || (is_offset && tm->opt.qspec.sym);
         else if (t->group == tm->group_m) t->frozen = !(mask & DLQ_TRAIN_M);
         else if (t->group == tm->group_ab) t->frozen = !(mask & DLQ_TRAIN_AB);
     }

@@ -90,7 +90,10 @@ int dlq_tmodel_step(dlq_tmodel *tm, const int32_t *tokens, const int32_t *target
 int dlq_tmodel_eval(dlq_tmodel *tm, const int32_t *tokens, const int32_t *targets, double *loss_sum, int64_t *n_valid,
                     dlq_err *err);
 
-/* Quant mode: which of s/b, m, A/B are trained from now on (others frozen). */
+/* Called after every optimizer step: keeps constraints (integer zero points). */
+void dlq_tmodel_after_step(dlq_tmodel *tm);
+/* Quant mode: which of s/b, m, A/B are trained from now on (others frozen;
+ * with a symmetric quantizer the offsets b stay frozen at 0). */
 void dlq_tmodel_set_trainable(dlq_tmodel *tm, unsigned mask);
 /* Parameter count of the tensors that mask makes trainable. */
 size_t dlq_tmodel_count(const dlq_tmodel *tm, unsigned mask);

@@ -190,6 +190,7 @@ int dlq_train_run(dlq_tmodel *tm, dlq_dataset *data, const dlq_train_cfg *cfg, d
         double gn = dlq_clip_grad_norm(&tm->params, cfg->clip);
         float lr = dlq_schedule_lr(&cfg->sched, step - cfg->step_begin);
         dlq_adamw_step(&st->opt, &tm->params, lr);
+        dlq_tmodel_after_step(tm);
         st->step = step + 1;
         st->tokens += nsum;
         st->last_loss = loss;
