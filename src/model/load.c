@@ -90,23 +90,12 @@ int64_t dlq_model_n_params(const dlq_model *m) {
     return (int64_t)c->vocab_size * D * (c->tied ? 1 : 2) + D + per * c->n_layers;
 }
 
-/* ---- Hugging Face folder ---- */
-
-static int load_hf(dlq_model *m, const char *dir, const dlq_load_opts *opts, dlq_err *err) {
-    char p[1200];
-    if (dlq_path_join(p, sizeof p, dir, "config.json")) return dlq_errf(err, DLQ_EINVAL, "%s: path too long", dir);
-    int rc = dlq_config_from_hf(&m->cfg, p, err);
-    if (rc) return rc;
-    dlq_safetensors *st = calloc(1, sizeof *st);
-    if (!st) return dlq_errf(err, DLQ_ENOMEM, "out of memory");
-    m->src = st;
-    if ((rc = dlq_st_open(st, dir, err))) return rc;
-
+int dlq_bind_hf_names(dlq_model *m, dlq_bind_fn bind, void *ctx, dlq_err *err) {
     const dlq_config *c = &m->cfg;
     int64_t D = c->dim, H = c->hidden_dim, V = c->vocab_size;
     int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
-#define BIND(w, name, r, cc) \
-    if ((rc = dlq_bind_weight(&(w), dlq_st_find(st, name), r, cc, name, dir, err))) return rc
+    int rc;
+#define BIND(w, name, r, cc) if ((rc = bind(ctx, m, name, r, cc, &(w), err))) return rc
     BIND(m->tok_emb, "model.embed_tokens.weight", V, D);
     BIND(m->out_norm, "model.norm.weight", 1, D);
     if (c->tied) m->lm_head = m->tok_emb;
@@ -116,8 +105,7 @@ static int load_hf(dlq_model *m, const char *dir, const dlq_load_opts *opts, dlq
     for (int l = 0; l < c->n_layers; l++) {
         dlq_layer *L = &m->layers[l];
         char n[160];
-#define LB(w, suffix, r, cc) \
-        snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix); BIND(L->w, n, r, cc)
+#define LB(w, suffix, r, cc) snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix); BIND(L->w, n, r, cc)
         LB(attn_norm, "input_layernorm.weight", 1, D);
         LB(wq, "self_attn.q_proj.weight", q, D);
         LB(wk, "self_attn.k_proj.weight", kv, D);
@@ -135,6 +123,27 @@ static int load_hf(dlq_model *m, const char *dir, const dlq_load_opts *opts, dlq
 #undef LB
     }
 #undef BIND
+    return DLQ_OK;
+}
+
+/* ---- Hugging Face folder ---- */
+
+static int bind_st(void *ctx, dlq_model *m, const char *name, int64_t rows, int64_t cols, dlq_weight *w, dlq_err *err) {
+    return dlq_bind_weight(w, dlq_st_find((const dlq_safetensors *)ctx, name), rows, cols, name, m->path, err);
+}
+
+static int load_hf(dlq_model *m, const char *dir, const dlq_load_opts *opts, dlq_err *err) {
+    char p[1200];
+    if (dlq_path_join(p, sizeof p, dir, "config.json")) return dlq_errf(err, DLQ_EINVAL, "%s: path too long", dir);
+    int rc = dlq_config_from_hf(&m->cfg, p, err);
+    if (rc) return rc;
+    dlq_safetensors *st = calloc(1, sizeof *st);
+    if (!st) return dlq_errf(err, DLQ_ENOMEM, "out of memory");
+    m->src = st;
+    if ((rc = dlq_st_open(st, dir, err))) return rc;
+
+    const dlq_config *c = &m->cfg;
+    if ((rc = dlq_bind_hf_names(m, bind_st, st, err))) return rc;
     /* tokenizer: explicit path, else tokenizer.model, else tokenizer.json */
     const char *tp = opts ? opts->tokenizer_path : NULL;
     if (tp) {

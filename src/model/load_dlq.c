@@ -74,6 +74,13 @@ static int bind(dlq_model *m, const dlq_file *f, json_t *tensors, const char *na
     return DLQ_OK;
 }
 
+typedef struct bind_ctx { const dlq_file *f; json_t *tensors; } bind_ctx;
+
+static int bind_cb(void *ctx, dlq_model *m, const char *name, int64_t rows, int64_t cols, dlq_weight *w, dlq_err *err) {
+    const bind_ctx *b = ctx;
+    return bind(m, b->f, b->tensors, name, rows, cols, w, err);
+}
+
 int dlq_load_dlq_model(dlq_model *m, const char *path, const dlq_load_opts *opts, dlq_err *err) {
     dlq_file *f = calloc(1, sizeof *f);
     if (!f) return dlq_errf(err, DLQ_ENOMEM, "out of memory");
@@ -90,41 +97,15 @@ int dlq_load_dlq_model(dlq_model *m, const char *path, const dlq_load_opts *opts
         snprintf(m->q_method, sizeof m->q_method, "%s", meth ? meth : "");
     }
     const dlq_config *c = &m->cfg;
-    json_t *ts = json_object_get(root, "tensors");
-    int64_t D = c->dim, H = c->hidden_dim, V = c->vocab_size;
-    int64_t qd = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
-#define B(w, name, r, cc) if ((rc = bind(m, f, ts, name, r, cc, &(w), err))) return rc
-    B(m->tok_emb, "model.embed_tokens.weight", V, D);
-    B(m->out_norm, "model.norm.weight", 1, D);
-    if (c->tied) m->lm_head = m->tok_emb;
-    else B(m->lm_head, "lm_head.weight", V, D);
+    bind_ctx bc = {f, json_object_get(root, "tensors")};
+    if ((rc = dlq_bind_hf_names(m, bind_cb, &bc, err))) return rc;
     if (m->tok_emb.dtype == DLQ_QPACK || m->out_norm.dtype == DLQ_QPACK)
         return dlq_errf(err, DLQ_EUNSUP, "%s: packed embeddings / norms are not supported", path);
-    m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
-    if (!m->layers) return dlq_errf(err, DLQ_ENOMEM, "out of memory");
-    char n[160];
     for (int l = 0; l < c->n_layers; l++) {
-        dlq_layer *L = &m->layers[l];
-#define LB(w, suffix, r, cc) snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix); B(L->w, n, r, cc)
-        LB(attn_norm, "input_layernorm.weight", 1, D);
-        LB(wq, "self_attn.q_proj.weight", qd, D);
-        LB(wk, "self_attn.k_proj.weight", kv, D);
-        LB(wv, "self_attn.v_proj.weight", kv, D);
-        LB(wo, "self_attn.o_proj.weight", D, qd);
-        if (c->qkv_bias) {
-            LB(bq, "self_attn.q_proj.bias", 1, qd);
-            LB(bk, "self_attn.k_proj.bias", 1, kv);
-            LB(bv, "self_attn.v_proj.bias", 1, kv);
-        }
-        LB(ffn_norm, "post_attention_layernorm.weight", 1, D);
-        LB(w_gate, "mlp.gate_proj.weight", H, D);
-        LB(w_up, "mlp.up_proj.weight", H, D);
-        LB(w_down, "mlp.down_proj.weight", D, H);
-#undef LB
+        const dlq_layer *L = &m->layers[l];
         if (L->attn_norm.dtype == DLQ_QPACK || L->ffn_norm.dtype == DLQ_QPACK || L->bq.dtype == DLQ_QPACK)
             return dlq_errf(err, DLQ_EUNSUP, "%s: layer %d: packed norms / biases are not supported", path, l);
     }
-#undef B
     const char *tp = opts ? opts->tokenizer_path : NULL;
     json_t *tk = json_object_get(root, "tokenizer");
     if (tp) {

@@ -11,6 +11,13 @@
  * points w at its data. Errors name the tensor and what the config implies. */
 int dlq_bind_weight(dlq_weight *w, const dlq_tensor_info *t, int64_t rows, int64_t cols, const char *name,
                     const char *what, dlq_err *err);
+/* Binds every weight of m by its Hugging Face name (embeddings, norms, the
+ * seven projections and Qwen2 biases of each layer, lm_head unless tied),
+ * asking bind() for each with the shape the config implies. Allocates
+ * m->layers. */
+typedef int (*dlq_bind_fn)(void *ctx, dlq_model *m, const char *name, int64_t rows, int64_t cols, dlq_weight *w,
+                           dlq_err *err);
+int dlq_bind_hf_names(dlq_model *m, dlq_bind_fn bind, void *ctx, dlq_err *err);
 /* A buffer freed with the model. */
 void *dlq_model_own(dlq_model *m, size_t bytes, dlq_err *err);
 size_t dlq_weight_bytes(const dlq_weight *w);
