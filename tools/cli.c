@@ -126,7 +126,8 @@ void cli_train_progress(const char *tag, const dlq_step_info *s) {
     int val = s->val_loss == s->val_loss;
     if (!end && !val && !tty && s->elapsed_s - last < 10.0 && s->elapsed_s >= last) return;
     last = s->elapsed_s;
-    double eta = s->tokens_per_s > 0 && s->step > 0 ? s->elapsed_s / (double)s->step * (double)(s->total - s->step) : 0;
+    int64_t done = s->step - s->first;
+    double eta = done > 0 ? s->elapsed_s / (double)done * (double)(s->total - s->step) : 0;
     fprintf(stderr, "%s[%s] %s step %lld/%lld | loss %.4f", tty ? "\r" : "", tag, s->phase, (long long)s->step,
             (long long)s->total, s->loss);
     if (s->val_loss == s->val_loss) fprintf(stderr, " | val %.4f", s->val_loss);

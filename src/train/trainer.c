@@ -194,8 +194,8 @@ int dlq_train_run(dlq_tmodel *tm, dlq_dataset *data, const dlq_train_cfg *cfg, d
         st->step = step + 1;
         st->tokens += nsum;
         st->last_loss = loss;
-        dlq_step_info si = {.step = st->step, .total = cfg->step_end, .phase = cfg->phase, .loss = loss, .lr = lr,
-                            .grad_norm = gn, .val_loss = NAN};
+        dlq_step_info si = {.step = st->step, .total = cfg->step_end, .first = begin, .phase = cfg->phase, .loss = loss,
+                            .lr = lr, .grad_norm = gn, .val_loss = NAN};
         si.elapsed_s = now_s() - t0;
         si.tokens_per_s = si.elapsed_s > 0 ? (double)(st->tokens - tok0) / si.elapsed_s : 0;
         int last = st->step == cfg->step_end;

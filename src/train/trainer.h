@@ -16,6 +16,7 @@
 typedef struct dlq_step_info {
     int64_t step;          /* global step just finished (1-based) */
     int64_t total;         /* last step of this run */
+    int64_t first;         /* global step this process started from (for rates / ETA) */
     const char *phase;
     double loss;           /* mean NLL over the step's target tokens */
     double lr, grad_norm;
