@@ -171,7 +171,7 @@ int cmd_plot(int argc, char **argv) {
     cli_args a = {argc, argv, 0, "plot", 0};
     const char *out = NULL, *key = "loss", *xkey = "step", *title = NULL;
     const char *files[64], *labels[64];
-    int nf = 0, nl = 0, log_y = 0;
+    int nf = 0, nl = 0, log_y = 0, smooth = 1;
     double W = 900, H = 540;
     while (cli_next(&a)) {
         if (cli_is(&a, "--help", "-h")) {
@@ -183,6 +183,7 @@ int cmd_plot(int argc, char **argv) {
                    "  --label L      legend label for the next log (repeat; default: file name)\n"
                    "  --title T      title\n"
                    "  --log-y        logarithmic y axis\n"
+                   "  --smooth N     draw the moving average of the last N points (markers stay raw)\n"
                    "  --width W, --height H   size in pixels (default 900 x 540)\n");
             return 0;
         } else if (cli_is(&a, "--out", "-o")) out = cli_str(&a);
@@ -190,6 +191,7 @@ int cmd_plot(int argc, char **argv) {
         else if (cli_is(&a, "--x", NULL)) xkey = cli_str(&a);
         else if (cli_is(&a, "--title", NULL)) title = cli_str(&a);
         else if (cli_is(&a, "--log-y", NULL)) log_y = 1;
+        else if (cli_is(&a, "--smooth", NULL)) smooth = (int)cli_int(&a, 1, 100000);
         else if (cli_is(&a, "--width", NULL)) W = cli_num(&a, 200, 10000);
         else if (cli_is(&a, "--height", NULL)) H = cli_num(&a, 150, 10000);
         else if (cli_is(&a, "--label", NULL)) {
@@ -215,6 +217,18 @@ int cmd_plot(int argc, char **argv) {
         S[i].path = files[i];
         S[i].label = i < nl ? labels[i] : basename_of(files[i]);
         read_log(&S[i], xkey, key, has_vkey ? vkey : NULL, log_y);
+        if (smooth > 1 && S[i].line.n > 1) { /* trailing moving average, in place (running sum of the raw values) */
+            double sum = 0, *raw = malloc(S[i].line.n * sizeof *raw);
+            if (raw) {
+                memcpy(raw, S[i].line.y, S[i].line.n * sizeof *raw);
+                for (size_t j = 0; j < S[i].line.n; j++) {
+                    sum += raw[j];
+                    if (j >= (size_t)smooth) sum -= raw[j - (size_t)smooth];
+                    S[i].line.y[j] = sum / (double)(j + 1 < (size_t)smooth ? j + 1 : (size_t)smooth);
+                }
+                free(raw);
+            }
+        }
         pts *ps[2] = {&S[i].line, &S[i].val};
         for (int k = 0; k < 2; k++)
             for (size_t j = 0; j < ps[k]->n; j++) {
