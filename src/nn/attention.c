@@ -4,34 +4,37 @@
 
 #include "nn/nn.h"
 
+/* One head through sgemm: P[T, S] = softmax(scale * Q_h K_h^T) with the causal
+ * (and sliding-window) mask for queries at positions pos0..pos0+T-1, then
+ * out_h[T, hd] = P V_h. Shared by inference and training (bit-identical). */
+static void head_gemm(float *out_h, float *P, const float *qh, const float *kh, const float *vh, int64_t ldq,
+                      int64_t ldkv, int T, int pos0, int hd, int window, float scale) {
+    int S = pos0 + T;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, S, hd, scale, qh, (int)ldq, kh, (int)ldkv, 0.0f, P, S);
+    #pragma omp parallel for schedule(static) if (T > 8)
+    for (int i = 0; i < T; i++) {
+        float *si = P + (int64_t)i * S;
+        int hi = pos0 + i, lo = window > 0 && hi - window + 1 > 0 ? hi - window + 1 : 0;
+        float mx = -INFINITY;
+        for (int j = lo; j <= hi; j++) mx = si[j] > mx ? si[j] : mx;
+        float sum = 0;
+        for (int j = lo; j <= hi; j++) { si[j] = expf(si[j] - mx); sum += si[j]; }
+        float inv = 1.0f / sum;
+        for (int j = 0; j < lo; j++) si[j] = 0;
+        for (int j = lo; j <= hi; j++) si[j] *= inv;
+        for (int j = hi + 1; j < S; j++) si[j] = 0;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, S, 1.0f, P, S, vh, (int)ldkv, 0.0f, out_h, (int)ldq);
+}
+
 void dlq_attention_forward(float *out, const float *q, const float *k, const float *v, int64_t ldkv, int T, int pos0,
                            int n_heads, int n_kv_heads, int hd, int window, float *scores) {
-    int S = pos0 + T, group = n_heads / n_kv_heads;
+    int group = n_heads / n_kv_heads;
     int64_t ldq = (int64_t)n_heads * hd;
     float scale = 1.0f / sqrtf((float)hd);
-    for (int h = 0; h < n_heads; h++) {
-        const float *qh = q + (int64_t)h * hd;
-        const float *kh = k + (int64_t)(h / group) * hd, *vh = v + (int64_t)(h / group) * hd;
-        /* scores[T, S] = scale * Q_h K_h^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, S, hd, scale, qh, (int)ldq, kh, (int)ldkv, 0.0f,
-                    scores, S);
-        #pragma omp parallel for schedule(static) if (T > 8)
-        for (int i = 0; i < T; i++) {
-            float *si = scores + (int64_t)i * S;
-            int hi = pos0 + i, lo = window > 0 && hi - window + 1 > 0 ? hi - window + 1 : 0;
-            float mx = -INFINITY;
-            for (int j = lo; j <= hi; j++) mx = si[j] > mx ? si[j] : mx;
-            float sum = 0;
-            for (int j = lo; j <= hi; j++) { si[j] = expf(si[j] - mx); sum += si[j]; }
-            float inv = 1.0f / sum;
-            for (int j = 0; j < lo; j++) si[j] = 0;
-            for (int j = lo; j <= hi; j++) si[j] *= inv;
-            for (int j = hi + 1; j < S; j++) si[j] = 0;
-        }
-        /* out_h[T, hd] = P V_h */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, S, 1.0f, scores, S, vh, (int)ldkv, 0.0f,
-                    out + (int64_t)h * hd, (int)ldq);
-    }
+    for (int h = 0; h < n_heads; h++)
+        head_gemm(out + (int64_t)h * hd, scores, q + (int64_t)h * hd, k + (int64_t)(h / group) * hd,
+                  v + (int64_t)(h / group) * hd, ldq, ldkv, T, pos0, hd, window, scale);
 }
 
 void dlq_attention_ref(float *out, const float *q, const float *k, const float *v, int64_t ldkv, int T, int pos0,
@@ -74,28 +77,9 @@ void dlq_attention_forward_train(float *out, float *probs, const float *q, const
     int64_t ldq = (int64_t)n_heads * hd, ldkv = (int64_t)n_kv_heads * hd, TT = (int64_t)T * T;
     float scale = 1.0f / sqrtf((float)hd);
     if (T >= ATT_GEMM_T) {
-        for (int h = 0; h < n_heads; h++) {
-            const float *qh = q + (int64_t)h * hd;
-            const float *kh = k + (int64_t)(h / group) * hd, *vh = v + (int64_t)(h / group) * hd;
-            float *P = probs + h * TT;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, qh, (int)ldq, kh, (int)ldkv, 0.0f,
-                        P, T);
-            #pragma omp parallel for schedule(static) if (T > 8)
-            for (int i = 0; i < T; i++) {
-                float *si = P + (int64_t)i * T;
-                int hi = i, lo = window > 0 && hi - window + 1 > 0 ? hi - window + 1 : 0;
-                float mx = -INFINITY;
-                for (int j = lo; j <= hi; j++) mx = si[j] > mx ? si[j] : mx;
-                float sum = 0;
-                for (int j = lo; j <= hi; j++) { si[j] = expf(si[j] - mx); sum += si[j]; }
-                float inv = 1.0f / sum;
-                for (int j = 0; j < lo; j++) si[j] = 0;
-                for (int j = lo; j <= hi; j++) si[j] *= inv;
-                for (int j = hi + 1; j < T; j++) si[j] = 0;
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, vh, (int)ldkv, 0.0f,
-                        out + (int64_t)h * hd, (int)ldq);
-        }
+        for (int h = 0; h < n_heads; h++)
+            head_gemm(out + (int64_t)h * hd, probs + h * TT, q + (int64_t)h * hd, k + (int64_t)(h / group) * hd,
+                      v + (int64_t)(h / group) * hd, ldq, ldkv, T, 0, hd, window, scale);
         return;
     }
     #pragma omp parallel for schedule(static) if (n_heads > 1 && T > 1)
