@@ -18,7 +18,7 @@ P1=${P1:-200}; P2=${P2:-800}; B=${B:-8}; LR=${LR:-1e-3}
 NTRAIN=${NTRAIN:-2048}; NEVAL=${NEVAL:-256}; LEN=${LEN:-256}
 CONFIGS=${CONFIGS:-"4:32 3:32 2:32 4:channel"}
 METHODS=${METHODS:-"rtn dlqat-ce dlqat-kl gptq qalora qat"}
-D=./build/dlqat
+D=${DLQAT:-./build/dlqat}
 mkdir -p "$OUT"
 [ -f "$OUT/train.tok" ] || $D sample --model "$M" --n $NTRAIN --len $LEN --seed 1 --batch 64 --out "$OUT/train.tok" --json "$OUT/sample-train.json"
 [ -f "$OUT/eval.tok" ] || $D sample --model "$M" --n $NEVAL --len $LEN --seed 2 --batch 64 --out "$OUT/eval.tok" --json "$OUT/sample-eval.json"
