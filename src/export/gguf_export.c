@@ -20,7 +20,18 @@ typedef struct gx {
     void **bufs; /* tensor data must outlive dlq_gguf_write */
     size_t nb, cap;
     int n_type[64]; /* packed tensors per output ggml type (general.file_type) */
+    struct { char why[320], first[96]; int n; } reason[16]; /* approximations, reported once per reason */
+    int n_reason;
 } gx;
+
+static void note_reason(gx *x, const char *name, const char *why) {
+    for (int i = 0; i < x->n_reason; i++)
+        if (!strcmp(x->reason[i].why, why)) { x->reason[i].n++; return; }
+    if (x->n_reason == 16) return;
+    snprintf(x->reason[x->n_reason].why, sizeof x->reason[0].why, "%s", why);
+    snprintf(x->reason[x->n_reason].first, sizeof x->reason[0].first, "%s", name);
+    x->reason[x->n_reason++].n = 1;
+}
 
 static void *keep(gx *x, size_t bytes, dlq_err *err) {
     if (x->nb == x->cap) {
@@ -86,8 +97,9 @@ static int put_weight(gx *x, const char *name, const dlq_weight *w, int permute_
     if (w->dtype == DLQ_QPACK && !is_exact_type(type, w->qbits)) {
         if (x->o->exact)
             return dlq_errf(err, DLQ_EUNSUP, "%s (%d-bit, group %d): %s; refusing under --exact", name, w->qbits, w->qgroup, why);
-        int rc = dlq_export_warn(x->r, err, "%s (%d-bit, group %d): %s", name, w->qbits, w->qgroup, why);
-        if (rc) return rc;
+        char full[300];
+        snprintf(full, sizeof full, "%d-bit, group %d: %s", w->qbits, w->qgroup, why);
+        note_reason(x, name, full);
         x->r->approx = 1;
     }
     if (w->dtype == DLQ_QPACK) x->n_type[type]++;
@@ -388,6 +400,9 @@ int dlq_export_gguf(const dlq_model *m, const char *path, const dlq_export_opts 
         PW("ffn_down.weight", w_down, 0, 0);
 #undef PW
     }
+    for (int i = 0; i < x.n_reason && !rc; i++)
+        rc = dlq_export_warn(r, err, "%d tensor%s (%s%s): %s", x.reason[i].n, x.reason[i].n > 1 ? "s" : "", x.reason[i].first,
+                             x.reason[i].n > 1 ? ", ..." : "", x.reason[i].why);
     if (!rc) rc = put_hparams(&x, arch, err);
     if (!rc) rc = put_tokenizer(&x, err);
     if (!rc) rc = dlq_gguf_write(x.w, path, err);

@@ -207,7 +207,7 @@ static float fit_sym3(const float *x, float hint) {
     if (amax == 0) return 0;
     float cand[24];
     int nc = 0;
-    if (hint > 0) cand[nc++] = hint;
+    if (hint != 0) cand[nc++] = hint;
     for (int t = 0; t < 10; t++) {
         float k = 3.0f + 0.15f * (float)t;
         cand[nc++] = -vmax / k; /* the extreme value lands near -k (the grid's long side) */
