@@ -10,6 +10,7 @@
 #include "core/mapfile.h"
 #include "eval/ppl.h"
 #include "export/export.h"
+#include "model/forward.h"
 
 static void usage(void) {
     printf("usage: dlqat export --model M.dlq --format gguf|hf|gptq --out PATH [options]\n"
@@ -23,10 +24,47 @@ static void usage(void) {
            "                          (default for approximate GGUF exports: data/sample/english-mix-valid-sample.txt)\n"
            "  --no-ppl                skip that measurement\n"
            "  --ctx N --max-windows N perplexity window (default the model's context) and window cap (default 16)\n"
-           "  --json FILE             write the report as JSON\n");
+           "  --json FILE             write the report as JSON\n"
+           "  --ref-logits FILE       write the source model's logits on the first --ref-tokens (default 64) tokens of\n"
+           "                          the perplexity text (float32 [T][vocab]) and FILE.json {\"ids\": [...]}, for\n"
+           "                          cross-checks by other runtimes (scripts/check_hf_export.py)\n");
 }
 
 static const char *DEFAULT_PPL_TEXT = "data/sample/english-mix-valid-sample.txt";
+
+/* the source model's logits on the first T tokens of text */
+static int write_ref_logits(const dlq_model *m, const char *text, int T, const char *path) {
+    if (!m->tok) { fprintf(stderr, "dlqat export: --ref-logits needs a tokenizer\n"); return 1; }
+    size_t len, n;
+    char *buf = cli_read_text(text, &len);
+    dlq_err err = {0};
+    int32_t *ids;
+    if (dlq_tok_encode(m->tok, buf, len, 1, &ids, &n, &err)) { free(buf); fprintf(stderr, "dlqat export: %s\n", err.msg); return 1; }
+    free(buf);
+    if ((size_t)T > n) T = (int)n;
+    if (T > m->cfg.max_seq) T = m->cfg.max_seq;
+    int V = m->cfg.vocab_size, rc = 1;
+    float *lg = malloc(sizeof(float) * (size_t)T * (size_t)V);
+    dlq_state *s = NULL;
+    if (lg && !dlq_state_create(&s, m, 1, T, T, &err) && !dlq_forward(m, s, ids, 1, T, 0, lg, 0, &err)) {
+        FILE *f = fopen(path, "wb");
+        if (f && fwrite(lg, sizeof(float), (size_t)T * V, f) == (size_t)T * V && fclose(f) == 0) {
+            json_t *a = json_array();
+            for (int i = 0; i < T; i++) json_array_append_new(a, json_integer(ids[i]));
+            json_t *o = json_pack("{s:o, s:i, s:i}", "ids", a, "T", T, "vocab", V);
+            char *js = json_dumps(o, 0), jp[1100];
+            snprintf(jp, sizeof jp, "%s.json", path);
+            rc = cli_write_json(jp, js);
+            free(js);
+            json_decref(o);
+            if (!rc) fprintf(stderr, "[export] reference logits of %d tokens: %s (+ .json)\n", T, path);
+        } else fprintf(stderr, "dlqat export: cannot write %s\n", path);
+    } else fprintf(stderr, "dlqat export: reference logits: %s\n", err.msg);
+    if (s) dlq_state_destroy(s);
+    free(lg);
+    free(ids);
+    return rc;
+}
 
 static int measure_ppl(const char *model_path, const dlq_model *preloaded, const char *text, int ctx, long long maxw,
                        dlq_ppl_result *r) {
@@ -57,8 +95,8 @@ static int measure_ppl(const char *model_path, const dlq_model *preloaded, const
 
 int cmd_export(int argc, char **argv) {
     cli_args a = {argc, argv, 0, "export", 0};
-    const char *model = NULL, *fmt = NULL, *out = NULL, *json = NULL, *ppl_text = NULL, *tok = NULL;
-    int exact = 0, no_ppl = 0, ctx = 0;
+    const char *model = NULL, *fmt = NULL, *out = NULL, *json = NULL, *ppl_text = NULL, *tok = NULL, *ref_logits = NULL;
+    int exact = 0, no_ppl = 0, ctx = 0, ref_T = 64;
     long long maxw = 16;
     dlq_dtype dt = DLQ_F16;
     while (cli_next(&a)) {
@@ -73,6 +111,8 @@ int cmd_export(int argc, char **argv) {
         else if (cli_is(&a, "--ctx", NULL)) ctx = (int)cli_int(&a, 2, 1 << 20);
         else if (cli_is(&a, "--max-windows", NULL)) maxw = cli_int(&a, 1, 1LL << 40);
         else if (cli_is(&a, "--json", NULL)) json = cli_str(&a);
+        else if (cli_is(&a, "--ref-logits", NULL)) ref_logits = cli_str(&a);
+        else if (cli_is(&a, "--ref-tokens", NULL)) ref_T = (int)cli_int(&a, 1, 1 << 16);
         else if (cli_is(&a, "--dtype", NULL)) {
             const char *d = cli_str(&a);
             if (!d) break;
@@ -137,6 +177,7 @@ int cmd_export(int argc, char **argv) {
                     p1.ppl, 100.0 * (p1.ppl / p0.ppl - 1.0));
         }
     }
+    if (ref_logits && write_ref_logits(m, ppl_text ? ppl_text : DEFAULT_PPL_TEXT, ref_T, ref_logits)) rc = 1;
     if (json) {
         json_t *o2 = json_object(), *ts = json_array(), *ws = json_array();
         for (size_t i = 0; i < r.n; i++)
@@ -159,7 +200,7 @@ int cmd_export(int argc, char **argv) {
         json_object_set_new(o2, "warnings", ws);
         json_object_set_new(o2, "tensors", ts);
         char *s = json_dumps(o2, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8));
-        rc = cli_write_json(json, s);
+        if (cli_write_json(json, s)) rc = 1;
         free(s);
         json_decref(o2);
     }
