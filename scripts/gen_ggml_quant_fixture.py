@@ -9,6 +9,9 @@ Q5_1, Q8_0), quant_<TYPE>.src.f32 (the float32 input that gguf.quants.quantize t
 Q2_K / Q3_K: gguf-py only dequantizes them, so the blocks are random bytes with sane fp16 scales
 (every bit pattern of qs / scales / hmask is a valid block).
 tests/test_export.c checks our decoders against the .f32 files and our encoders against the bytes.
+Also writes quant_tensors.gguf with gguf.GGUFWriter: one 2-D tensor per type ("t.<TYPE>", the
+blocks above as rows of 64 values for the 32-blocks and 256 for the K-quants), read back by our
+GGUF reader in the same test.
 """
 import argparse
 import os
@@ -26,6 +29,7 @@ def main():
     a = ap.parse_args()
     rng = np.random.default_rng(SEED)
     os.makedirs(a.out, exist_ok=True)
+    tensors = []
     for name in ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]:
         qt = T[name]
         # 8 blocks of 32: Gaussian weights at a few scales, one constant block, one block of zeros
@@ -38,6 +42,7 @@ def main():
         x.astype("<f4").tofile(os.path.join(a.out, f"quant_{name}.src.f32"))
         q.tofile(os.path.join(a.out, f"quant_{name}.bin"))
         y.astype("<f4").tofile(os.path.join(a.out, f"quant_{name}.f32"))
+        tensors.append((name, qt, q.reshape(4, -1)))
         print(name, q.nbytes, "bytes", y.size, "values")
     for name, nbytes, dofs in [("Q2_K", 84, [80, 82]), ("Q3_K", 110, [108])]:
         qt = T[name]
@@ -49,7 +54,15 @@ def main():
         y = gguf.quants.dequantize(blk.reshape(-1), qt).astype(np.float32)
         blk.tofile(os.path.join(a.out, f"quant_{name}.bin"))
         y.astype("<f4").tofile(os.path.join(a.out, f"quant_{name}.f32"))
+        tensors.append((name, qt, blk.reshape(nb, -1)))
         print(name, blk.nbytes, "bytes", y.size, "values")
+    w = gguf.GGUFWriter(os.path.join(a.out, "quant_tensors.gguf"), "llama")
+    for name, qt, data in tensors:
+        w.add_tensor(f"t.{name}", data, raw_dtype=qt)  # byte shape: gguf-py derives the element shape
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
 
 
 if __name__ == "__main__":

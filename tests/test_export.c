@@ -84,6 +84,22 @@ static void test_blocks_vs_gguf_py(void) {
                 CHECK(bad == 0, "Q8_0: %d of %lld blocks quantized differently from gguf-py", bad, (long long)(n / 32));
             }
         }
+        /* the same blocks as a tensor in a GGUF file written by gguf-py's GGUFWriter */
+        dlq_gguf g;
+        if (dlq_gguf_open(&g, "tests/fixtures/gguf/quant_tensors.gguf", &err) == 0) {
+            snprintf(p, sizeof p, "t.%s", T[k].name);
+            const dlq_tensor_info *t = dlq_gguf_find_tensor(&g, p);
+            CHECK(t && t->ndim == 2 && t->shape[0] == 4 && t->shape[1] == n / 4 && t->file_type == (int)T[k].type &&
+                      t->dtype == DLQ_DTYPE_COUNT && t->nbytes == nb,
+                  "%s: tensor info from the gguf-py file", p);
+            if (t && t->nbytes == nb) {
+                float *z = malloc(nr);
+                CHECK(dlq_ggml_dequant((uint32_t)t->file_type, t->data, z, n, &err) == 0 && memcmp(z, y, nr) == 0,
+                      "%s: tensor in the gguf-py file decodes differently", p);
+                free(z);
+            }
+            dlq_gguf_close(&g);
+        } else CHECK(0, "%s", err.msg);
         printf("%s: %lld values decoded as gguf-py does (max diff %.2g)\n", T[k].name, (long long)n, md);
         free(bin); free(ref); free(src); free(y);
     }
@@ -268,6 +284,20 @@ static void test_gguf_exact(dlq_rng *r, int bits) {
         }
         dlq_gguf_close(&g);
     } else CHECK(0, "%s", err.msg);
+    /* a truncated export is refused with a message, not a crash */
+    {
+        char *buf;
+        size_t n;
+        if (!read_all(gp, &buf, &n)) {
+            FILE *f = fopen(gp, "wb");
+            fwrite(buf, 1, n - 100, f);
+            fclose(f);
+            dlq_model *bad = NULL;
+            CHECK(dlq_model_load(&bad, gp, NULL, &err) != 0 && err.msg[0], "truncated GGUF loaded");
+            dlq_model_destroy(bad);
+            free(buf);
+        }
+    }
     dlq_export_report_free(&rep);
     dlq_model_destroy(gm);
     dlq_model_destroy(qm);
