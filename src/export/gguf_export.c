@@ -246,6 +246,8 @@ static int put_tokenizer(gx *x, dlq_err *err) {
     if (!t) return dlq_export_warn(x->r, err, "the model has no tokenizer: the GGUF has no tokenizer.ggml.* (llama.cpp needs one)");
     int V = x->m->cfg.vocab_size, nt = dlq_tok_vocab_size(t);
     int spm = dlq_tok_kind_of(t) == DLQ_TOK_SPM;
+    if (nt > V)
+        return dlq_errf(err, DLQ_EFORMAT, "%s: the tokenizer has %d tokens but the embedding only %d rows", x->m->path, nt, V);
     int rc = dlq_gguf_add_str(x->w, "tokenizer.ggml.model", spm ? "llama" : "gpt2", err);
     if (rc) return rc;
     char **pieces = calloc((size_t)V, sizeof *pieces);

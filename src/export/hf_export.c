@@ -121,7 +121,6 @@ int dlq_export_hf(const dlq_model *m, const char *dir, const dlq_export_opts *o,
     int rc = dlq_hf_tensors_from_model(m, &t, &n, err);
     if (rc) return rc;
     float **bufs = calloc(n ? n : 1, sizeof *bufs);
-    float *row = NULL;
     if (!bufs) rc = dlq_errf(err, DLQ_ENOMEM, "out of memory");
     for (size_t i = 0; i < n && !rc; i++) {
         const dlq_weight *w = weight_of(m, t[i].data);
@@ -142,7 +141,6 @@ int dlq_export_hf(const dlq_model *m, const char *dir, const dlq_export_opts *o,
         free(y);
         if (bufs[i]) { t[i].data = bufs[i]; t[i].dtype = DLQ_F32; }
     }
-    free(row);
     tokdir td = {.used = 0};
     int made = 0;
     if (!rc) rc = make_tokdir(m, &td, r, &made, err);
