@@ -242,6 +242,36 @@ static void test_gguf_exact(dlq_rng *r, int bits) {
                 free(x);
             }
         CHECK(bad == 0, "%d-bit: %d weights differ from the .dlq by more than the fp16 rounding of scale/min", bits, bad);
+        /* the .dlq with only (scale, min) rounded to fp16, in fp32: the GGUF must match it to fp32 rounding */
+        dlq_model *fm = NULL;
+        float *bufs[64] = {0};
+        int nbuf = 0;
+        CHECK(dlq_model_load(&fm, dp, NULL, &err) == 0, "%s", err.msg);
+        for (int l = 0; fm && l < fm->cfg.n_layers; l++)
+            for (int p = 0; p < 7 && nbuf < 64; p++) {
+                dlq_weight *w = (dlq_weight *)proj(fm, l, p);
+                float *o = bufs[nbuf++] = malloc(sizeof(float) * (size_t)(w->rows * w->cols));
+                int8_t *q = malloc((size_t)w->cols);
+                for (int64_t rr = 0; rr < w->rows; rr++) {
+                    dlq_qunpack_row(q, (const uint8_t *)w->data + rr * w->row_bytes, w->cols, bits);
+                    for (int64_t j = 0; j < w->cols; j++) {
+                        float sc = w->qscale[rr * w->qng + j / w->qgroup], mn = w->qbias[rr * w->qng + j / w->qgroup] + sc * qmin;
+                        o[rr * w->cols + j] = dlq_f16_to_f32(dlq_f32_to_f16(sc)) * (float)(q[j] - qmin) + dlq_f16_to_f32(dlq_f32_to_f16(mn));
+                    }
+                }
+                free(q);
+                w->data = o;
+                w->dtype = DLQ_F32;
+            }
+        if (fm) {
+            dlq_rng saved = *r;
+            double d16 = rel_logit_diff(fm, gm, r);
+            *r = saved; /* same tokens for the comparison with the .dlq below */
+            CHECK(d16 < 1e-5, "%d-bit: GGUF logits differ from the fp16-rounded .dlq's by %.3g", bits, d16);
+            printf("gguf %d-bit g32: logits vs the .dlq with fp16-rounded (scale, min): max rel diff %.2e\n", bits, d16);
+        }
+        dlq_model_destroy(fm);
+        for (int i = 0; i < nbuf; i++) free(bufs[i]);
         double d = rel_logit_diff(qm, gm, r);
         /* the per-weight bound above is the exactness check. Logits: min = bias + scale*qmin is rounded
          * relative to the group's range, not to each weight, so they move a few times more than with
