@@ -53,5 +53,6 @@ int cmd_quantize(int argc, char **argv);
 int cmd_ppl(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 #endif
