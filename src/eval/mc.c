@@ -248,7 +248,7 @@ int dlq_mc_score(const dlq_model *m, const dlq_tokenizer *t, const dlq_mc_set *s
             }
         }
         if (progress && !rc)
-            progress(s->task, (int64_t)((double)(u0 + g) * s->n / nu + 0.5), s->n, now_s() - t0, user);
+            progress(s->task, (int64_t)(u0 + g) * s->n / nu, s->n, now_s() - t0, user); /* floor: total only at the end */
     }
 done:
     if (R)
