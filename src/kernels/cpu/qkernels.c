@@ -9,6 +9,10 @@
 
 #include "kernels/cpu/qk_internal.h"
 #include "kernels/qpack.h"
+#include "kernels/vec.h"
+
+/* the per-row parameter loops below are short and hot: let GCC vectorize them */
+#pragma GCC optimize("O3")
 
 /* ---- instruction-set selection ---- */
 
@@ -58,13 +62,35 @@ dlq_qact dlq_qact_active(void) {
 
 void dlq_qact_force(dlq_qact a) { g_act = (int)a; }
 
+/* ---- unpacking tables ---- */
+
+dlq_qk_tables dlq_qk_tab;
+
+__attribute__((constructor)) static void init_tables(void) {
+    for (int b = 2; b <= 8; b++) {
+        for (int e = 0; e < 16; e++) {
+            int bit = e * b, byte = bit >> 3, s = bit & 7, v = e >> 3, d = e & 7;
+            uint8_t c[4] = {(uint8_t)byte, s + b > 8 ? (uint8_t)(byte + 1) : 0x80, 0x80, 0x80};
+            memcpy(dlq_qk_tab.ctl2[b][v] + 4 * d, c, 4); /* dword d of vector v */
+            memcpy(dlq_qk_tab.ctl16[b] + 4 * e, c, 4);   /* dword e (128-bit lane e/4) */
+            dlq_qk_tab.sh2[b][v][d] = s;
+            dlq_qk_tab.sh16[b][e] = s;
+        }
+        for (int p = 0; p < 64; p++) {
+            int k = p / 8, m = p % 8;
+            dlq_qk_tab.perm[b][p] = (uint8_t)((k * b + m) & 63); /* slots m >= b are masked off after the shift */
+            dlq_qk_tab.msh[b][p] = (uint8_t)(m * b);
+        }
+    }
+}
+
 /* ---- group parameters ---- */
 
 void dlq_qparams_row(const dlq_weight *w, int64_t r, float *scale, float *bias) {
     int64_t ng = w->qng;
-    if (w->qpdtype == DLQ_F16) {
-        const uint16_t *s = w->qscale_h + r * ng, *b = w->qbias_h + r * ng;
-        for (int64_t g = 0; g < ng; g++) { scale[g] = dlq_f16_to_f32(s[g]); bias[g] = dlq_f16_to_f32(b[g]); }
+    if (w->qpdtype == DLQ_F16) { /* F16C when the CPU has it (kernels/vec.h) */
+        dlq_cvt_f16(scale, w->qscale_h + r * ng, (size_t)ng);
+        dlq_cvt_f16(bias, w->qbias_h + r * ng, (size_t)ng);
     } else {
         memcpy(scale, w->qscale + r * ng, (size_t)ng * sizeof(float));
         memcpy(bias, w->qbias + r * ng, (size_t)ng * sizeof(float));
@@ -133,6 +159,22 @@ static void quantize_x(const float *x, int64_t in, int8_t *xq, float *xd) {
     for (int64_t j = in; j < pad64(in); j++) xq[j] = 0;
 }
 
+void dlq_qk_permute_x(int bits, const int8_t *xq, const float *xd, int64_t in, int8_t *xqp, float *xdv) {
+    for (int64_t blk = 0; (blk + 1) * 64 <= in; blk++) {
+        const int8_t *x = xq + blk * 64;
+        int8_t *p = xqp + blk * 64;
+        float *d = xdv + blk * 8, d0 = xd[2 * blk], d1 = xd[2 * blk + 1];
+        if (bits == 4) {
+            for (int i = 0; i < 32; i++) { p[i] = x[2 * i]; p[32 + i] = x[2 * i + 1]; }
+            for (int m = 0; m < 8; m++) d[m] = m >= 4 ? d1 : d0;
+        } else {
+            for (int f = 0; f < 4; f++)
+                for (int i = 0; i < 16; i++) p[16 * f + i] = x[4 * i + f];
+            for (int m = 0; m < 8; m++) d[m] = (m % 4) >= 2 ? d1 : d0;
+        }
+    }
+}
+
 static void group_sums(const float *x, int64_t in, int group, float *sx) {
     for (int64_t g = 0; g * group < in; g++) {
         int64_t a = g * group, b = a + group < in ? a + group : in;
@@ -143,15 +185,16 @@ static void group_sums(const float *x, int64_t in, int group, float *sx) {
 }
 
 size_t dlq_qgemv_scratch_bytes(int64_t in, int64_t n) {
-    /* sx [n][in] (worst case group 1), xq [n][pad64(in)], xd [n][in/32 + 1] */
-    return (size_t)n * ((size_t)in * 4 + (size_t)pad64(in) + ((size_t)in / 32 + 1) * 4) + 64;
+    /* sx [n][in] (worst case group 1), xq [n][pad64(in)], xd [n][in/32 + 1],
+     * xqp [n][pad64(in)], xdv [n][in/64*8] */
+    return (size_t)n * ((size_t)in * 4 + 2 * (size_t)pad64(in) + ((size_t)in / 32 + 1) * 4 + (size_t)in / 8 * 4) + 128;
 }
 
 /* which row kernel: 0 scalar f32, 1 scalar i8, 2 avx2 f32, 3 avx2 i8, 4 avx512 f32, 5 avx512 i8 */
 static int pick_kernel(const dlq_weight *w, dlq_qisa isa, dlq_qact act) {
     int i8 = act == DLQ_QACT_I8 && w->qgroup % DLQ_QK_XBLK == 0;
     if (isa == DLQ_QISA_AVX512) return i8 ? 5 : 4;
-    if (isa == DLQ_QISA_AVX2) return i8 && w->qbits == 4 ? 3 : 2;
+    if (isa == DLQ_QISA_AVX2) return i8 && (w->qbits == 4 || w->qbits == 2) ? 3 : 2;
     return i8 ? 1 : 0;
 }
 
@@ -177,16 +220,24 @@ void dlq_qgemv(float *y, int64_t ldy, const float *x, int64_t n, const dlq_weigh
         int kern = pick_kernel(w, dlq_qisa_active(), dlq_qact_active());
         int i8 = kern & 1;
         float *sx = scratch;
-        int8_t *xq = (int8_t *)(sx + (size_t)nn * ng);
-        float *xd = (float *)(((uintptr_t)(xq + (size_t)nn * pad64(in)) + 3) & ~(uintptr_t)3);
+        int8_t *xq = (int8_t *)(sx + (size_t)nn * ng), *xqp = xq + (size_t)nn * pad64(in);
+        float *xd = (float *)(((uintptr_t)(xqp + (size_t)nn * pad64(in)) + 3) & ~(uintptr_t)3);
+        float *xdv = xd + (size_t)nn * (in / 32 + 1);
         dlq_qxv xv[DLQ_QK_MAXN];
         for (int i = 0; i < nn; i++) {
             const float *xi = x + (i0 + i) * in;
             group_sums(xi, in, w->qgroup, sx + (size_t)i * ng);
+            memset(&xv[i], 0, sizeof xv[i]);
             xv[i].x = xi;
-            xv[i].xq = i8 ? xq + (size_t)i * pad64(in) : NULL;
-            xv[i].xd = i8 ? xd + (size_t)i * (in / 32 + 1) : NULL;
-            if (i8) quantize_x(xi, in, (int8_t *)xv[i].xq, (float *)xv[i].xd);
+            if (!i8) continue;
+            xv[i].xq = xq + (size_t)i * pad64(in);
+            xv[i].xd = xd + (size_t)i * (in / 32 + 1);
+            quantize_x(xi, in, (int8_t *)xv[i].xq, (float *)xv[i].xd);
+            if (kern == 3) {
+                xv[i].xqp = xqp + (size_t)i * pad64(in);
+                xv[i].xdv = xdv + (size_t)i * (in / 64 * 8);
+                dlq_qk_permute_x(w->qbits, xv[i].xq, xv[i].xd, in, (int8_t *)xv[i].xqp, (float *)xv[i].xdv);
+            }
         }
         float *yb = y + i0 * ldy;
         #pragma omp parallel for schedule(static) if (out * in > 32768)
@@ -214,7 +265,7 @@ float dlq_qdot_i8_ref(const dlq_weight *w, int64_t r, const float *x) {
     group_sums(x, in, w->qgroup, sx);
     row_params(w, r, s, c);
     dlq_qrow row = make_row(w, r, s, c);
-    dlq_qxv xv = {x, xq, xd};
+    dlq_qxv xv = {x, xq, xd, NULL, NULL};
     dlq_qk_dot_i8_tail(&row, &xv, 1, 0, &acc);
     for (int64_t g = 0; g < ng; g++) acc += c[g] * sx[g];
     free(xq);

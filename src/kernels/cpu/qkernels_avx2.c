@@ -18,22 +18,12 @@
 
 typedef struct tabs { __m256i ctl0, ctl1, sh0, sh1, mask; } tabs;
 
-static tabs make_tabs(int b) {
-    uint8_t ctl[2][32];
-    int32_t sh[2][8];
-    for (int e = 0; e < 16; e++) {
-        int bit = e * b, byte = bit >> 3, s = bit & 7, v = e >> 3, d = e & 7;
-        uint8_t *c = ctl[v] + 4 * d; /* dword d of vector v: lane d/4, in-lane bytes 4*(d%4).. */
-        c[0] = (uint8_t)byte;
-        c[1] = s + b > 8 ? (uint8_t)(byte + 1) : 0x80;
-        c[2] = c[3] = 0x80;
-        sh[v][d] = s;
-    }
+AI tabs make_tabs(int b) {
     tabs t;
-    t.ctl0 = _mm256_loadu_si256((const __m256i *)ctl[0]);
-    t.ctl1 = _mm256_loadu_si256((const __m256i *)ctl[1]);
-    t.sh0 = _mm256_loadu_si256((const __m256i *)sh[0]);
-    t.sh1 = _mm256_loadu_si256((const __m256i *)sh[1]);
+    t.ctl0 = _mm256_loadu_si256((const __m256i *)dlq_qk_tab.ctl2[b][0]);
+    t.ctl1 = _mm256_loadu_si256((const __m256i *)dlq_qk_tab.ctl2[b][1]);
+    t.sh0 = _mm256_loadu_si256((const __m256i *)dlq_qk_tab.sh2[b][0]);
+    t.sh1 = _mm256_loadu_si256((const __m256i *)dlq_qk_tab.sh2[b][1]);
     t.mask = _mm256_set1_epi32((1 << b) - 1);
     return t;
 }
@@ -118,22 +108,40 @@ void dlq_qk_dequant_avx2(const dlq_qrow *r, float *dst) {
     if (j < r->in) dlq_qk_dequant_tail(r, dst, j);
 }
 
-/* int8 activations, 4-bit weights: 32 elements (16 bytes) per step, which is
- * one activation block; group % 32 == 0 (checked by the dispatcher). */
-AI void dot_i8_4bit_n(const dlq_qrow *r, const dlq_qxv *xv, const int N, float *out) {
-    const __m128i lo4 = _mm_set1_epi8(0x0f);
+/* int8 activations, 2- or 4-bit weights, 64 elements per step (16 or 32
+ * bytes): the bit planes come out of the packed bytes with a shift and a
+ * mask, in an order the activations were permuted to beforehand
+ * (dlq_qk_permute_x), so no byte shuffles are needed. vpmaddubsw of two
+ * planes (<= 2*15*127 each, no saturation), summed, then vpmaddwd: 8 int32
+ * lanes whose activation scales are xdv. group % 32 == 0 (dispatcher); the
+ * weight scale of the second half-block is blended into lanes `hi`. */
+AI void dot_i8_n(const dlq_qrow *r, const dlq_qxv *xv, const int N, float *out, const int bits) {
     const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x03);
+    const __m256i sh_a = _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2), sh_b = _mm256_setr_epi32(4, 4, 4, 4, 6, 6, 6, 6);
     __m256 acc[DLQ_QK_MAXN];
     for (int i = 0; i < N; i++) acc[i] = _mm256_setzero_ps();
     int64_t j = 0;
-    for (; j + 32 <= r->in; j += 32) {
-        __m128i v = load16(r, j / 2);
-        __m128i lo = _mm_and_si128(v, lo4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), lo4);
-        __m256i u = _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
-        float s = r->s[j / r->group];
+    for (; j + 64 <= r->in; j += 64) {
+        __m256i a, b;
+        if (bits == 4) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(r->q + j / 2));
+            a = _mm256_and_si256(v, m4);
+            b = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        } else {
+            __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(r->q + j / 4)));
+            a = _mm256_and_si256(_mm256_srlv_epi32(v, sh_a), m2);
+            b = _mm256_and_si256(_mm256_srlv_epi32(v, sh_b), m2);
+        }
+        float sa = r->s[j / r->group], sb = r->s[(j + 32) / r->group];
+        __m256 sv = bits == 4 ? _mm256_blend_ps(_mm256_set1_ps(sa), _mm256_set1_ps(sb), 0xF0)
+                              : _mm256_blend_ps(_mm256_set1_ps(sa), _mm256_set1_ps(sb), 0xCC);
         for (int i = 0; i < N; i++) {
-            __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(u, _mm256_loadu_si256((const __m256i *)(xv[i].xq + j))), ones);
-            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(s * xv[i].xd[j / 32]), acc[i]);
+            const int8_t *xp = xv[i].xqp + j;
+            __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(a, _mm256_loadu_si256((const __m256i *)xp)),
+                                         _mm256_maddubs_epi16(b, _mm256_loadu_si256((const __m256i *)(xp + 32))));
+            __m256 d = _mm256_mul_ps(_mm256_loadu_ps(xv[i].xdv + j / 8), sv);
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones)), d, acc[i]);
         }
     }
     for (int i = 0; i < N; i++) out[i] = hsum(acc[i]);
@@ -141,11 +149,20 @@ AI void dot_i8_4bit_n(const dlq_qrow *r, const dlq_qxv *xv, const int N, float *
 }
 
 void dlq_qk_dot_i8_avx2(const dlq_qrow *r, const dlq_qxv *xv, int n, float *out) {
-    switch (n) {
-    case 1: dot_i8_4bit_n(r, xv, 1, out); break;
-    case 2: dot_i8_4bit_n(r, xv, 2, out); break;
-    case 3: dot_i8_4bit_n(r, xv, 3, out); break;
-    default: dot_i8_4bit_n(r, xv, 4, out); break;
+    if (r->bits == 4) {
+        switch (n) {
+        case 1: dot_i8_n(r, xv, 1, out, 4); break;
+        case 2: dot_i8_n(r, xv, 2, out, 4); break;
+        case 3: dot_i8_n(r, xv, 3, out, 4); break;
+        default: dot_i8_n(r, xv, 4, out, 4); break;
+        }
+    } else {
+        switch (n) {
+        case 1: dot_i8_n(r, xv, 1, out, 2); break;
+        case 2: dot_i8_n(r, xv, 2, out, 2); break;
+        case 3: dot_i8_n(r, xv, 3, out, 2); break;
+        default: dot_i8_n(r, xv, 4, out, 2); break;
+        }
     }
 }
 #endif

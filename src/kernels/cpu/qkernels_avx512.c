@@ -22,20 +22,10 @@
 
 typedef struct tabs { __m512i ctl, sh, mask; } tabs;
 
-static tabs make_tabs(int b) {
-    uint8_t ctl[64];
-    int32_t sh[16];
-    for (int e = 0; e < 16; e++) {
-        int bit = e * b, byte = bit >> 3, s = bit & 7;
-        uint8_t *c = ctl + 4 * e; /* dword e sits in 128-bit lane e/4, in-lane bytes 4*(e%4).. */
-        c[0] = (uint8_t)byte;
-        c[1] = s + b > 8 ? (uint8_t)(byte + 1) : 0x80;
-        c[2] = c[3] = 0x80;
-        sh[e] = s;
-    }
+AI tabs make_tabs(int b) {
     tabs t;
-    t.ctl = _mm512_loadu_si512(ctl);
-    t.sh = _mm512_loadu_si512(sh);
+    t.ctl = _mm512_loadu_si512(dlq_qk_tab.ctl16[b]);
+    t.sh = _mm512_loadu_si512(dlq_qk_tab.sh16[b]);
     t.mask = _mm512_set1_epi32((1 << b) - 1);
     return t;
 }
@@ -108,13 +98,7 @@ void dlq_qk_dequant_avx512(const dlq_qrow *r, float *dst) {
 
 AI void dot_i8_n(const dlq_qrow *r, const dlq_qxv *xv, const int N, float *out) {
     const int b = r->bits;
-    uint8_t perm[64], msh[64];
-    for (int p = 0; p < 64; p++) {
-        int k = p / 8, m = p % 8;
-        perm[p] = (uint8_t)((k * b + m) & 63); /* slots m >= b are masked off after the shift */
-        msh[p] = (uint8_t)(m * b);
-    }
-    const __m512i vperm = _mm512_loadu_si512(perm), vsh = _mm512_loadu_si512(msh);
+    const __m512i vperm = _mm512_loadu_si512(dlq_qk_tab.perm[b]), vsh = _mm512_loadu_si512(dlq_qk_tab.msh[b]);
     const __m512i mask = _mm512_set1_epi8((char)((1 << b) - 1));
     const __mmask64 lm = b == 8 ? ~(__mmask64)0 : (((__mmask64)1 << (8 * b)) - 1);
     __m512 acc[DLQ_QK_MAXN];
