@@ -15,7 +15,9 @@
  *   bench_deploy run --model M --name NAME [--prompt T] [--decode N] [--kernel-reps R]
  *                    [--json FILE] [--triad GBS] [--fp32-weights BYTES]
  *       appends one JSON line to FILE and prints it.
- *   bench_deploy table FILE   a readable table of the JSON lines in FILE. */
+ *   bench_deploy table FILE   a readable table of the JSON lines in FILE.
+ *   bench_deploy ppl --model M --text FILE [--ctx C] [--windows W]
+ *       perplexity through the decode kernels (one token at a time). */
 #include <jansson.h>
 #include <math.h>
 #include <omp.h>
@@ -29,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/mapfile.h"
 #include "core/rng.h"
 #include "io/hf_write.h"
 #include "kernels/linear.h"
@@ -347,6 +350,56 @@ static int cmd_run(int argc, char **argv) {
     return 0;
 }
 
+/* ---- ppl through the decode path ---- */
+
+/* Perplexity (GPTQ protocol: one BOS, non-overlapping windows of ctx tokens,
+ * ctx - 1 predictions each) computed one token at a time with the KV cache,
+ * so every linear runs the decode kernels: DLQ_QACT=f32 vs i8 shows what the
+ * int8 activations cost. */
+static int cmd_ppl(int argc, char **argv) {
+    const char *path = arg(argc, argv, "--model", NULL), *text = arg(argc, argv, "--text", NULL);
+    int ctx = atoi(arg(argc, argv, "--ctx", "512")), W = atoi(arg(argc, argv, "--windows", "8"));
+    if (!path || !text) { fprintf(stderr, "bench_deploy ppl: --model M --text FILE\n"); return 2; }
+    dlq_err err = {0};
+    dlq_model *m;
+    if (dlq_model_load(&m, path, NULL, &err)) die(path, &err);
+    char *buf;
+    size_t len, nt;
+    int32_t *ids;
+    if (dlq_read_file(text, &buf, &len, &err)) die(text, &err);
+    if (!m->tok || dlq_tok_encode(m->tok, buf, len, 1, &ids, &nt, &err)) die("tokenize", &err);
+    free(buf);
+    int V = m->cfg.vocab_size;
+    if (ctx > m->cfg.max_seq) ctx = m->cfg.max_seq;
+    dlq_state *s;
+    if (dlq_state_create(&s, m, 1, 1, ctx, &err)) die("state", &err);
+    float *lg = malloc((size_t)V * sizeof(float));
+    double total = 0;
+    long n = 0;
+    int w;
+    double t0 = now();
+    for (w = 0; w < W && (size_t)(w + 1) * ctx <= nt; w++) {
+        const int32_t *t = ids + (size_t)w * ctx;
+        for (int p = 0; p + 1 < ctx; p++) {
+            if (dlq_forward(m, s, t + p, 1, 1, p, lg, 1, &err)) die("forward", &err);
+            double mx = lg[0], se = 0;
+            for (int j = 1; j < V; j++) mx = lg[j] > mx ? lg[j] : mx;
+            for (int j = 0; j < V; j++) se += exp((double)lg[j] - mx);
+            total += mx + log(se) - lg[t[p + 1]];
+            n++;
+        }
+    }
+    printf("{\"model\": \"%s\", \"qact\": \"%s\", \"isa\": \"%s\", \"ctx\": %d, \"windows\": %d, \"predictions\": %ld, "
+           "\"nll\": %.6f, \"ppl\": %.4f, \"tok_s\": %.1f}\n",
+           path, dlq_qact_active() == DLQ_QACT_I8 ? "i8" : "f32", dlq_qisa_name(dlq_qisa_active()), ctx, w, n, total / n,
+           exp(total / n), n / (now() - t0));
+    free(lg);
+    free(ids);
+    dlq_state_destroy(s);
+    dlq_model_destroy(m);
+    return 0;
+}
+
 /* ---- table ---- */
 
 static int cmd_table(int argc, char **argv) {
@@ -401,6 +454,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "make")) return cmd_make(argc, argv);
     if (!strcmp(argv[1], "run")) return cmd_run(argc, argv);
     if (!strcmp(argv[1], "table")) return cmd_table(argc, argv);
+    if (!strcmp(argv[1], "ppl")) return cmd_ppl(argc, argv);
     fprintf(stderr, "bench_deploy: unknown command '%s'\n", argv[1]);
     return 2;
 }

@@ -115,6 +115,7 @@ static void test_rtn_file(const dlq_model *base, int bits, int group, int f16, i
     for (int i = 0; i < T * V; i++) mag = fmax(mag, fabs(ref[i]));
     for (int isa = 0; isa <= (int)dlq_qisa_supported(); isa++) {
         dlq_qisa_force((dlq_qisa)isa);
+        dlq_qact_force(DLQ_QACT_F32); /* the reference numerics; int8 activations below */
         forward_all(pm, tok, T, lb, li);
         double eb = t_maxabs(lb, ref, (size_t)T * V, NULL), ei = t_maxabs(li, ref, (size_t)T * V, NULL);
         CHECK(eb < 1e-5 * (1 + mag), "W%d g%d %s: prompt-path logits differ from the dense twin by %g", bits, group,

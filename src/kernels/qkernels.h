@@ -4,10 +4,11 @@
  *   decode (n <= 4 vectors):  dlq_qgemv: one pass over each packed row,
  *     unpacked in registers and multiplied with every vector; OpenMP across
  *     rows. Two numerics:
- *       DLQ_QACT_F32 (default, the reference): exact fp32 dot products,
+ *       DLQ_QACT_F32 (the reference): exact fp32 dot products,
  *         row = sum_g s_g * sum_{j in g} u_j x_j + c_g * sum_{j in g} x_j
  *         with u = q - qmin and c = bias + scale*qmin;
- *       DLQ_QACT_I8: x quantized to int8 per block of 32 (absmax / 127,
+ *       DLQ_QACT_I8 (the default; +0.01 % perplexity on english-mix-7M W4,
+ *         docs/deployment.md): x quantized to int8 per block of 32 (absmax / 127,
  *         round half away from zero) and integer dot products (AVX-512 VNNI
  *         vpdpbusd, AVX2 vpmaddubsw for 2- and 4-bit), as llama.cpp does; the c*sum(x)
  *         term stays exact. Needs group % 32 == 0, else the fp32 path runs.
@@ -18,7 +19,7 @@
  * needs VNNI and VBMI), AVX2 (+FMA, F16C), and a scalar fallback. The
  * environment variable DLQ_ISA=scalar|avx2|avx512 caps the level (it can
  * never raise it above what the CPU runs); DLQ_QACT=f32|i8 picks the decode
- * numerics. Tests force both with the functions below. */
+ * numerics (i8 unless DLQ_QACT=f32). Tests force both with the functions below. */
 #ifndef DLQ_KERNELS_QKERNELS_H
 #define DLQ_KERNELS_QKERNELS_H
 

@@ -55,7 +55,7 @@ dlq_qisa dlq_qisa_active(void) {
 dlq_qact dlq_qact_active(void) {
     if (g_act < 0) {
         const char *e = getenv("DLQ_QACT");
-        g_act = e && !strcmp(e, "i8") ? DLQ_QACT_I8 : DLQ_QACT_F32;
+        g_act = e && !strcmp(e, "f32") ? DLQ_QACT_F32 : DLQ_QACT_I8;
     }
     return (dlq_qact)g_act;
 }
