@@ -46,6 +46,15 @@ static double now(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+/* CPU seconds of the whole process (all threads, user + system): on a shared
+ * machine wall time includes waiting for a core, CPU time counts the work */
+static double cpu_s(void) {
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (double)u.ru_utime.tv_sec + 1e-6 * (double)u.ru_utime.tv_usec + (double)u.ru_stime.tv_sec +
+           1e-6 * (double)u.ru_stime.tv_usec;
+}
+
 static void die(const char *what, const dlq_err *err) {
     fprintf(stderr, "bench_deploy: %s: %s\n", what, err ? err->msg : "");
     exit(1);
@@ -61,6 +70,14 @@ static long status_kb(const char *key) {
         if (!strncmp(line, key, kl) && line[kl] == ':') { v = atol(line + kl + 1); break; }
     if (f) fclose(f);
     return v;
+}
+
+static double load_avg(void) {
+    double l = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f && fscanf(f, "%lf", &l) != 1) l = -1;
+    if (f) fclose(f);
+    return l;
 }
 
 static const char *arg(int argc, char **argv, const char *name, const char *def) {
@@ -280,18 +297,22 @@ static int cmd_run(int argc, char **argv) {
     dlq_rng g;
     dlq_rng_seed(&g, 12345);
     for (int i = 0; i < T + N; i++) tok[i] = 3 + (int32_t)(dlq_rng_u64(&g) % (uint64_t)(V - 3));
+    /* warm-up: one decode step touches every weight once, so the timings below
+     * do not include first-touch page faults (the load time does not either) */
+    if (dlq_forward(m, s, tok, 1, 1, 0, logits, 1, &err)) die("forward", &err);
     /* evaluation: the prompt in one batched pass, logits at every position (as ppl does) */
-    double te = now();
+    double te = now(), ce = cpu_s();
     if (dlq_forward(m, s, tok, 1, T, 0, logits, 0, &err)) die("forward", &err);
     te = now() - te;
+    ce = cpu_s() - ce;
     for (int i = 0; i < T * V; i++)
         if (!isfinite(logits[i])) die("non-finite logits", NULL);
     /* decode: one token at a time with the KV cache (the first step warms up) */
-    double td = 0;
+    double td = 0, cd = 0;
     for (int i = 0; i < N; i++) {
-        double a = now();
+        double a = now(), ca = cpu_s();
         if (dlq_forward(m, s, tok + T + i, 1, 1, T + i, logits, 1, &err)) die("decode", &err);
-        if (i > 0) td += now() - a;
+        if (i > 0) { td += now() - a; cd += cpu_s() - ca; }
     }
     /* the decode kernels alone: every layer weight and the head, x = one vector */
     int64_t maxc = c->hidden_dim > c->dim ? c->hidden_dim : c->dim, maxr = V > maxc ? V : maxc;
@@ -299,9 +320,9 @@ static int cmd_run(int argc, char **argv) {
           *scr = malloc(dlq_linear_scratch_floats(maxc) * sizeof(float));
     for (int64_t i = 0; i < maxc; i++) x[i] = (float)dlq_rng_normal(&g);
     size_t kbytes = 0;
-    double tk = 1e30;
+    double tk = 1e30, ck = 1e30;
     for (int r = 0; r < kreps; r++) {
-        double a = now();
+        double a = now(), ca = cpu_s();
         size_t bytes = 0;
         for (int l = 0; l <= c->n_layers; l++) {
             const dlq_weight *ws[7];
@@ -320,8 +341,9 @@ static int cmd_run(int argc, char **argv) {
                 bytes += dlq_weight_bytes(ws[k]);
             }
         }
-        double t = now() - a;
+        double t = now() - a, ct = cpu_s() - ca;
         if (t < tk) tk = t;
+        if (ct < ck) ck = ct;
         kbytes = bytes;
     }
     long hwm = status_kb("VmHWM"), rss_file = status_kb("RssFile"), rss_anon = status_kb("RssAnon");
@@ -336,6 +358,10 @@ static int cmd_run(int argc, char **argv) {
                           triad, "isa", dlq_qisa_name(dlq_qisa_active()), "qact",
                           dlq_qact_active() == DLQ_QACT_I8 ? "i8" : "f32", "threads", omp_get_max_threads());
     if (packed) json_object_set_new(j, "bits", json_integer(m->layers[0].wq.qbits));
+    json_object_set_new(j, "eval_cpu_s_per_tok", json_real(ce / T));
+    json_object_set_new(j, "decode_cpu_s_per_tok", json_real(cd / (N - 1)));
+    json_object_set_new(j, "load_avg", json_real(load_avg()));
+    json_object_set_new(j, "kernel_cpu_ms", json_real(ck * 1e3));
     char *js = json_dumps(j, JSON_COMPACT);
     printf("%s\n", js);
     if (json_path) {
@@ -415,8 +441,9 @@ static int cmd_table(int argc, char **argv) {
         else json_decref(j);
     }
     fclose(f);
-    printf("| model | weights | eval tok/s | decode tok/s | decode vs fp32 | peak RSS MiB | resident weights MiB | vs fp32 | kernel GB/s | vs triad |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|\n");
+    printf("| model | weights | eval tok/s | decode tok/s | decode vs fp32 | decode tok per CPU-s | vs fp32 | peak RSS MiB | "
+           "resident weights MiB | vs fp32 | kernel GB/s | vs triad | load |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < n; i++) {
         json_t *r = rows[i];
         const char *nm = json_string_value(json_object_get(r, "name"));
@@ -431,15 +458,18 @@ static int cmd_table(int argc, char **argv) {
         double dec = json_real_value(json_object_get(r, "decode_tok_s"));
         double rf = (double)json_integer_value(json_object_get(r, "rss_file_kb")) / 1024;
         double kg = json_real_value(json_object_get(r, "kernel_gbs")), tr = json_real_value(json_object_get(r, "triad_gbs"));
-        char dv[32] = "", rv[32] = "", tv[32] = "";
+        double dc = 1 / json_real_value(json_object_get(r, "decode_cpu_s_per_tok"));
+        char dv[32] = "", rv[32] = "", tv[32] = "", cv[32] = "";
         if (base) {
+            snprintf(cv, sizeof cv, "%.2fx", dc * json_real_value(json_object_get(base, "decode_cpu_s_per_tok")));
             snprintf(dv, sizeof dv, "%.2fx", dec / json_real_value(json_object_get(base, "decode_tok_s")));
             snprintf(rv, sizeof rv, "%.3fx", rf / ((double)json_integer_value(json_object_get(base, "rss_file_kb")) / 1024));
         }
         if (tr > 0) snprintf(tv, sizeof tv, "%.0f %%", 100 * kg / tr);
-        printf("| %s | %s%s | %.1f | %.2f | %s | %.0f | %.0f | %s | %.1f | %s |\n", nm,
-               json_string_value(json_object_get(r, "weights")), "", json_real_value(json_object_get(r, "eval_tok_s")), dec,
-               dv, (double)json_integer_value(json_object_get(r, "peak_rss_kb")) / 1024, rf, rv, kg, tv);
+        printf("| %s | %s | %.1f | %.2f | %s | %.2f | %s | %.0f | %.0f | %s | %.1f | %s | %.1f |\n", nm,
+               json_string_value(json_object_get(r, "weights")), json_real_value(json_object_get(r, "eval_tok_s")), dec, dv,
+               dc, cv, (double)json_integer_value(json_object_get(r, "peak_rss_kb")) / 1024, rf, rv, kg, tv,
+               json_real_value(json_object_get(r, "load_avg")));
     }
     for (int i = 0; i < n; i++) json_decref(rows[i]);
     return 0;

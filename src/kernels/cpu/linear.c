@@ -67,7 +67,10 @@ void dlq_linear(float *y, int64_t ldy, const float *x, int64_t n, const dlq_weig
                 float *scratch) {
     int64_t out = w->rows, in = w->cols;
     int aligned = ((uintptr_t)w->data % sizeof(float)) == 0;
-    if (n <= 4 && w->dtype != DLQ_F32) {
+    /* decode shapes take the streaming dot-product path for every dtype: for
+     * n = 1 OpenBLAS 0.3.21's sgemm packs the whole weight first, which made
+     * fp32 decode several times slower than reading the weight once */
+    if (n <= 4) {
         linear_small(y, ldy, x, n, w, scratch);
     } else if (w->dtype == DLQ_F32 && aligned) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)out, (int)in, 1.0f, x, (int)in,

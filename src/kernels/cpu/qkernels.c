@@ -184,6 +184,18 @@ static void group_sums(const float *x, int64_t in, int group, float *sx) {
     }
 }
 
+/* sum_g c[g]*sx[g] with 8 independent partial sums: a single running sum is
+ * a chain of dependent adds that costs as much as the row's SIMD loop */
+static inline float dot_groups(const float *c, const float *sx, int64_t ng) {
+    float p[8] = {0};
+    int64_t g = 0;
+    for (; g + 8 <= ng; g += 8)
+        for (int k = 0; k < 8; k++) p[k] += c[g + k] * sx[g + k];
+    float t = ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+    for (; g < ng; g++) t += c[g] * sx[g];
+    return t;
+}
+
 size_t dlq_qgemv_scratch_bytes(int64_t in, int64_t n) {
     /* sx [n][in] (worst case group 1), xq [n][pad64(in)], xd [n][in/32 + 1],
      * xqp [n][pad64(in)], xdv [n][in/64*8] */
@@ -246,12 +258,7 @@ void dlq_qgemv(float *y, int64_t ldy, const float *x, int64_t n, const dlq_weigh
             row_params(w, r, s, c);
             dlq_qrow row = make_row(w, r, s, c);
             row_dot(kern, &row, xv, nn, acc);
-            for (int i = 0; i < nn; i++) {
-                const float *sxi = sx + (size_t)i * ng;
-                float b = 0;
-                for (int64_t g = 0; g < ng; g++) b += c[g] * sxi[g];
-                yb[i * ldy + r] = acc[i] + b;
-            }
+            for (int i = 0; i < nn; i++) yb[i * ldy + r] = acc[i] + dot_groups(c, sx + (size_t)i * ng, ng);
         }
     }
 }

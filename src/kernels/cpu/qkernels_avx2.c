@@ -121,27 +121,34 @@ AI void dot_i8_n(const dlq_qrow *r, const dlq_qxv *xv, const int N, float *out, 
     const __m256i sh_a = _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2), sh_b = _mm256_setr_epi32(4, 4, 4, 4, 6, 6, 6, 6);
     __m256 acc[DLQ_QK_MAXN];
     for (int i = 0; i < N; i++) acc[i] = _mm256_setzero_ps();
+    /* blocks of 64 run group by group, so the weight scale is loaded once per
+     * group (no division per block); a group of 32*odd puts two scales in a
+     * block: then `span` is 64 and the second half's scale is blended in */
+    const int64_t span = r->group % 64 == 0 ? r->group : 64, full = r->in / 64 * 64;
     int64_t j = 0;
-    for (; j + 64 <= r->in; j += 64) {
-        __m256i a, b;
-        if (bits == 4) {
-            __m256i v = _mm256_loadu_si256((const __m256i *)(r->q + j / 2));
-            a = _mm256_and_si256(v, m4);
-            b = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-        } else {
-            __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(r->q + j / 4)));
-            a = _mm256_and_si256(_mm256_srlv_epi32(v, sh_a), m2);
-            b = _mm256_and_si256(_mm256_srlv_epi32(v, sh_b), m2);
-        }
+    while (j < full) {
+        int64_t end = j + span < full ? j + span : full;
         float sa = r->s[j / r->group], sb = r->s[(j + 32) / r->group];
         __m256 sv = bits == 4 ? _mm256_blend_ps(_mm256_set1_ps(sa), _mm256_set1_ps(sb), 0xF0)
                               : _mm256_blend_ps(_mm256_set1_ps(sa), _mm256_set1_ps(sb), 0xCC);
-        for (int i = 0; i < N; i++) {
-            const int8_t *xp = xv[i].xqp + j;
-            __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(a, _mm256_loadu_si256((const __m256i *)xp)),
-                                         _mm256_maddubs_epi16(b, _mm256_loadu_si256((const __m256i *)(xp + 32))));
-            __m256 d = _mm256_mul_ps(_mm256_loadu_ps(xv[i].xdv + j / 8), sv);
-            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones)), d, acc[i]);
+        for (; j < end; j += 64) {
+            __m256i a, b;
+            if (bits == 4) {
+                __m256i v = _mm256_loadu_si256((const __m256i *)(r->q + j / 2));
+                a = _mm256_and_si256(v, m4);
+                b = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            } else {
+                __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(r->q + j / 4)));
+                a = _mm256_and_si256(_mm256_srlv_epi32(v, sh_a), m2);
+                b = _mm256_and_si256(_mm256_srlv_epi32(v, sh_b), m2);
+            }
+            for (int i = 0; i < N; i++) {
+                const int8_t *xp = xv[i].xqp + j;
+                __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(a, _mm256_loadu_si256((const __m256i *)xp)),
+                                             _mm256_maddubs_epi16(b, _mm256_loadu_si256((const __m256i *)(xp + 32))));
+                __m256 d = _mm256_mul_ps(_mm256_loadu_ps(xv[i].xdv + j / 8), sv);
+                acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones)), d, acc[i]);
+            }
         }
     }
     for (int i = 0; i < N; i++) out[i] = hsum(acc[i]);

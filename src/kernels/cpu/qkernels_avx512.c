@@ -103,16 +103,21 @@ AI void dot_i8_n(const dlq_qrow *r, const dlq_qxv *xv, const int N, float *out) 
     const __mmask64 lm = b == 8 ? ~(__mmask64)0 : (((__mmask64)1 << (8 * b)) - 1);
     __m512 acc[DLQ_QK_MAXN];
     for (int i = 0; i < N; i++) acc[i] = _mm512_setzero_ps();
+    /* group by group (no division per block); see the AVX2 kernel */
+    const int64_t span = r->group % 64 == 0 ? r->group : 64, full = r->in / 64 * 64;
     int64_t j = 0;
-    for (; j + 64 <= r->in; j += 64) {
-        __m512i v = _mm512_maskz_loadu_epi8(lm, r->q + j / 8 * b);
-        __m512i u = _mm512_and_si512(_mm512_multishift_epi64_epi8(vsh, _mm512_permutexvar_epi8(vperm, v)), mask);
+    while (j < full) {
+        int64_t end = j + span < full ? j + span : full;
         float sa = r->s[j / r->group], sb = r->s[(j + 32) / r->group];
-        for (int i = 0; i < N; i++) {
-            __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, _mm512_loadu_si512(xv[i].xq + j));
-            __m512 sc = _mm512_mask_blend_ps((__mmask16)0xFF00, _mm512_set1_ps(sa * xv[i].xd[j / 32]),
-                                             _mm512_set1_ps(sb * xv[i].xd[j / 32 + 1]));
-            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), sc, acc[i]);
+        for (; j < end; j += 64) {
+            __m512i v = _mm512_maskz_loadu_epi8(lm, r->q + j / 8 * b);
+            __m512i u = _mm512_and_si512(_mm512_multishift_epi64_epi8(vsh, _mm512_permutexvar_epi8(vperm, v)), mask);
+            for (int i = 0; i < N; i++) {
+                __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, _mm512_loadu_si512(xv[i].xq + j));
+                __m512 sc = _mm512_mask_blend_ps((__mmask16)0xFF00, _mm512_set1_ps(sa * xv[i].xd[j / 32]),
+                                                 _mm512_set1_ps(sb * xv[i].xd[j / 32 + 1]));
+                acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), sc, acc[i]);
+            }
         }
     }
     for (int i = 0; i < N; i++) out[i] = _mm512_reduce_add_ps(acc[i]);
