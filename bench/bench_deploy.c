@@ -102,7 +102,7 @@ static double triad_gbs(size_t mib, int reps) {
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
         double t0 = now();
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < n; i++) a[i] = b[i] + 3.0 * c[i];
         double t = now() - t0;
         best = t < best ? t : best;
