@@ -72,6 +72,32 @@ static long status_kb(const char *key) {
     return v;
 }
 
+/* KiB of the process's resident pages that belong to the model's files: the
+ * Rss of every mapping in /proc/self/smaps whose path is the model file or
+ * lies in the model folder (RssFile would also count the shared libraries) */
+static long model_rss_kb(const char *model) {
+    char rp[4096], line[8192];
+    if (!realpath(model, rp)) return -1;
+    struct stat st;
+    int dir = stat(rp, &st) == 0 && S_ISDIR(st.st_mode);
+    size_t rl = strlen(rp);
+    FILE *f = fopen("/proc/self/smaps", "r");
+    long total = 0;
+    int in = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        char *sp = strchr(line, ' ');
+        if (sp && strchr(line, '-') && strchr(line, '-') < sp) { /* a mapping header: "lo-hi perms off dev inode path" */
+            char *path = strchr(line, '/');
+            if (path) path[strcspn(path, "\n")] = 0;
+            in = path && !strncmp(path, rp, rl) && (dir ? path[rl] == '/' : path[rl] == 0);
+        } else if (in && !strncmp(line, "Rss:", 4)) {
+            total += atol(line + 4);
+        }
+    }
+    if (f) fclose(f);
+    return total;
+}
+
 static double load_avg(void) {
     double l = -1;
     FILE *f = fopen("/proc/loadavg", "r");
@@ -347,6 +373,7 @@ static int cmd_run(int argc, char **argv) {
         kbytes = bytes;
     }
     long hwm = status_kb("VmHWM"), rss_file = status_kb("RssFile"), rss_anon = status_kb("RssAnon");
+    long rss_model = model_rss_kb(path);
     int packed = m->layers[0].wq.dtype == DLQ_QPACK;
     json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:s, s:s, s:i}",
                           "name", name, "model", path, "weights",
@@ -362,6 +389,7 @@ static int cmd_run(int argc, char **argv) {
     json_object_set_new(j, "decode_cpu_s_per_tok", json_real(cd / (N - 1)));
     json_object_set_new(j, "load_avg", json_real(load_avg()));
     json_object_set_new(j, "kernel_cpu_ms", json_real(ck * 1e3));
+    json_object_set_new(j, "rss_model_kb", json_integer(rss_model));
     char *js = json_dumps(j, JSON_COMPACT);
     printf("%s\n", js);
     if (json_path) {
@@ -456,14 +484,14 @@ static int cmd_table(int argc, char **argv) {
             if (!strncmp(o, grp, gl) && !strcmp(o + gl, "/fp32")) base = rows[k];
         }
         double dec = json_real_value(json_object_get(r, "decode_tok_s"));
-        double rf = (double)json_integer_value(json_object_get(r, "rss_file_kb")) / 1024;
+        double rf = (double)json_integer_value(json_object_get(r, "rss_model_kb")) / 1024;
         double kg = json_real_value(json_object_get(r, "kernel_gbs")), tr = json_real_value(json_object_get(r, "triad_gbs"));
         double dc = 1 / json_real_value(json_object_get(r, "decode_cpu_s_per_tok"));
         char dv[32] = "", rv[32] = "", tv[32] = "", cv[32] = "";
         if (base) {
             snprintf(cv, sizeof cv, "%.2fx", dc * json_real_value(json_object_get(base, "decode_cpu_s_per_tok")));
             snprintf(dv, sizeof dv, "%.2fx", dec / json_real_value(json_object_get(base, "decode_tok_s")));
-            snprintf(rv, sizeof rv, "%.3fx", rf / ((double)json_integer_value(json_object_get(base, "rss_file_kb")) / 1024));
+            snprintf(rv, sizeof rv, "%.3fx", rf / ((double)json_integer_value(json_object_get(base, "rss_model_kb")) / 1024));
         }
         if (tr > 0) snprintf(tv, sizeof tv, "%.0f %%", 100 * kg / tr);
         printf("| %s | %s | %.1f | %.2f | %s | %.2f | %s | %.0f | %.0f | %s | %.1f | %s | %.1f |\n", nm,

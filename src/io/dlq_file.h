@@ -3,7 +3,7 @@
  *
  *   [0, 64)  header: magic "DLQMODEL", u32 version (2; 1 is still read), u32 header size (64),
  *            u64 file size, u64 JSON offset, u64 JSON length, 24 zero bytes
- *   JSON     UTF-8 object: {"format": "dlq", "version": 1, "config": {HF-style
+ *   JSON     UTF-8 object: {"format": "dlq", "version": 2, "config": {HF-style
  *            config.json object}, "quant": {...}, "tokenizer": {...} | null,
  *            "tensors": [...], "metadata": {...}}
  *   blobs    each at a 64-byte aligned offset given in the JSON
