@@ -13,7 +13,9 @@
  *       vocab 32000, untied head) gets seeded N(0, 0.02) weights rounded to
  *       bf16, so the fp32 and bf16 files hold the same model.
  *   bench_deploy run --model M --name NAME [--prompt T] [--decode N] [--kernel-reps R]
- *                    [--json FILE] [--triad GBS] [--fp32-weights BYTES]
+ *                    [--json FILE] [--triad GBS | --triad-mib M]
+ *       (without --triad, a triad of 3 x M MiB, default 256, runs after the
+ *       kernel pass in the same process)
  *       appends one JSON line to FILE and prints it.
  *   bench_deploy table FILE   a readable table of the JSON lines in FILE.
  *   bench_deploy ppl --model M --text FILE [--ctx C] [--windows W]
@@ -374,6 +376,9 @@ static int cmd_run(int argc, char **argv) {
     }
     long hwm = status_kb("VmHWM"), rss_file = status_kb("RssFile"), rss_anon = status_kb("RssAnon");
     long rss_model = model_rss_kb(path);
+    /* the triad right after the kernel pass, in the same process and under the
+     * same machine load (after the RSS figures: its arrays would count) */
+    if (triad <= 0) triad = triad_gbs((size_t)atol(arg(argc, argv, "--triad-mib", "256")), 5);
     int packed = m->layers[0].wq.dtype == DLQ_QPACK;
     json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:s, s:s, s:i}",
                           "name", name, "model", path, "weights",
