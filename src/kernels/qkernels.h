@@ -10,7 +10,7 @@
  *       DLQ_QACT_I8 (the default; +0.01 % perplexity on english-mix-7M W4,
  *         docs/deployment.md): x quantized to int8 per block of 32 (absmax / 127,
  *         round half away from zero) and integer dot products (AVX-512 VNNI
- *         vpdpbusd, AVX2 vpmaddubsw for 2- and 4-bit), as llama.cpp does; the c*sum(x)
+ *         vpdpbusd, AVX2 vpmaddubsw for 2-, 4- and 8-bit), as llama.cpp does; the c*sum(x)
  *         term stays exact. Needs group % 32 == 0, else the fp32 path runs.
  *   prompt / evaluation (n > 4): packed rows are dequantized tile by tile into
  *     fp32 scratch (SIMD) and multiplied by OpenBLAS sgemm (kernels/linear.h).
@@ -58,7 +58,7 @@ void dlq_qdequant_w_row(const dlq_weight *w, int64_t r, float *dst);
 
 /* 1 when dlq_qgemv on w takes the int8-activation path with the active ISA
  * and numerics (DLQ_QACT_I8, group % 32 == 0, and a kernel for the width:
- * AVX-512 and scalar for all widths, AVX2 for 2- and 4-bit), else 0. */
+ * AVX-512 and scalar for all widths, AVX2 for 2-, 4- and 8-bit), else 0. */
 int dlq_qgemv_uses_i8(const dlq_weight *w);
 
 /* Scalar int8-activation reference of one row, for tests: the exact

@@ -24,6 +24,10 @@ typedef struct dlq_qxv {
      * activation scale of each int32 lane after vpmaddwd (dlq_qk_permute_x) */
     const int8_t *xqp; /* [in/64][64] */
     const float *xdv;  /* [in/64][8] */
+    /* AVX2 int8 path (8-bit): per weight group, 128 * sum over its full
+     * 32-blocks k of d_k * sum(xq in k); the kernel multiplies signed q = u - 128
+     * (vpsignb keeps vpmaddubsw from saturating) and adds back s_g * csx_g */
+    const float *csx;  /* [ng] */
 } dlq_qxv;
 
 /* Fills xqp / xdv for bits 2 or 4 from xq / xd (plain C). 4-bit: byte i of a
@@ -65,7 +69,7 @@ void dlq_qk_dequant_tail(const dlq_qrow *r, float *dst, int64_t j0);
 
 /* Row kernels: out[i] = the full-row sums above (tails included). */
 void dlq_qk_dot_f32_avx2(const dlq_qrow *r, const dlq_qxv *xv, int n, float *out);
-void dlq_qk_dot_i8_avx2(const dlq_qrow *r, const dlq_qxv *xv, int n, float *out); /* 2- and 4-bit only */
+void dlq_qk_dot_i8_avx2(const dlq_qrow *r, const dlq_qxv *xv, int n, float *out); /* 2-, 4- and 8-bit only */
 void dlq_qk_dequant_avx2(const dlq_qrow *r, float *dst);
 void dlq_qk_dot_f32_avx512(const dlq_qrow *r, const dlq_qxv *xv, int n, float *out);
 void dlq_qk_dot_i8_avx512(const dlq_qrow *r, const dlq_qxv *xv, int n, float *out);

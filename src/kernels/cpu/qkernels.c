@@ -198,15 +198,15 @@ static inline float dot_groups(const float *c, const float *sx, int64_t ng) {
 
 size_t dlq_qgemv_scratch_bytes(int64_t in, int64_t n) {
     /* sx [n][in] (worst case group 1), xq [n][pad64(in)], xd [n][in/32 + 1],
-     * xqp [n][pad64(in)], xdv [n][in/64*8] */
-    return (size_t)n * ((size_t)in * 4 + 2 * (size_t)pad64(in) + ((size_t)in / 32 + 1) * 4 + (size_t)in / 8 * 4) + 128;
+     * xqp [n][pad64(in)], xdv [n][in/64*8], csx [n][in] (worst case group 1) */
+    return (size_t)n * ((size_t)in * 8 + 2 * (size_t)pad64(in) + ((size_t)in / 32 + 1) * 4 + (size_t)in / 8 * 4) + 128;
 }
 
 /* which row kernel: 0 scalar f32, 1 scalar i8, 2 avx2 f32, 3 avx2 i8, 4 avx512 f32, 5 avx512 i8 */
 static int pick_kernel(const dlq_weight *w, dlq_qisa isa, dlq_qact act) {
     int i8 = act == DLQ_QACT_I8 && w->qgroup % DLQ_QK_XBLK == 0;
     if (isa == DLQ_QISA_AVX512) return i8 ? 5 : 4;
-    if (isa == DLQ_QISA_AVX2) return i8 && (w->qbits == 4 || w->qbits == 2) ? 3 : 2;
+    if (isa == DLQ_QISA_AVX2) return i8 && (w->qbits == 4 || w->qbits == 2 || w->qbits == 8) ? 3 : 2;
     return i8 ? 1 : 0;
 }
 
@@ -234,7 +234,7 @@ void dlq_qgemv(float *y, int64_t ldy, const float *x, int64_t n, const dlq_weigh
         float *sx = scratch;
         int8_t *xq = (int8_t *)(sx + (size_t)nn * ng), *xqp = xq + (size_t)nn * pad64(in);
         float *xd = (float *)(((uintptr_t)(xqp + (size_t)nn * pad64(in)) + 3) & ~(uintptr_t)3);
-        float *xdv = xd + (size_t)nn * (in / 32 + 1);
+        float *xdv = xd + (size_t)nn * (in / 32 + 1), *csx = xdv + (size_t)nn * (in / 64 * 8);
         dlq_qxv xv[DLQ_QK_MAXN];
         for (int i = 0; i < nn; i++) {
             const float *xi = x + (i0 + i) * in;
@@ -245,7 +245,16 @@ void dlq_qgemv(float *y, int64_t ldy, const float *x, int64_t n, const dlq_weigh
             xv[i].xq = xq + (size_t)i * pad64(in);
             xv[i].xd = xd + (size_t)i * (in / 32 + 1);
             quantize_x(xi, in, (int8_t *)xv[i].xq, (float *)xv[i].xd);
-            if (kern == 3) {
+            if (kern == 3 && w->qbits == 8) {
+                float *c = csx + (size_t)i * ng;
+                memset(c, 0, (size_t)ng * sizeof(float));
+                for (int64_t k = 0; (k + 1) * DLQ_QK_XBLK <= in; k++) {
+                    int32_t t = 0;
+                    for (int j = 0; j < DLQ_QK_XBLK; j++) t += xv[i].xq[k * DLQ_QK_XBLK + j];
+                    c[k * DLQ_QK_XBLK / w->qgroup] += 128.0f * xv[i].xd[k] * (float)t;
+                }
+                xv[i].csx = c;
+            } else if (kern == 3) {
                 xv[i].xqp = xqp + (size_t)i * pad64(in);
                 xv[i].xdv = xdv + (size_t)i * (in / 64 * 8);
                 dlq_qk_permute_x(w->qbits, xv[i].xq, xv[i].xd, in, (int8_t *)xv[i].xqp, (float *)xv[i].xdv);
@@ -272,7 +281,7 @@ float dlq_qdot_i8_ref(const dlq_weight *w, int64_t r, const float *x) {
     group_sums(x, in, w->qgroup, sx);
     row_params(w, r, s, c);
     dlq_qrow row = make_row(w, r, s, c);
-    dlq_qxv xv = {x, xq, xd, NULL, NULL};
+    dlq_qxv xv = {x, xq, xd, NULL, NULL, NULL};
     dlq_qk_dot_i8_tail(&row, &xv, 1, 0, &acc);
     for (int64_t g = 0; g < ng; g++) acc += c[g] * sx[g];
     free(xq);

@@ -167,7 +167,51 @@ AI void dot_i8_n(const dlq_qrow *r, const dlq_qxv *xv, const int N, float *out, 
     if (j < r->in) dlq_qk_dot_i8_tail(r, xv, N, j, out);
 }
 
+/* int8 activations, 8-bit weights, 32 per step (one activation block): signed
+ * q = u - 128 against xq with llama.cpp's sign trick (|q| <= 128 and the sign
+ * moved onto xq, so vpmaddubsw cannot saturate); the 128 * sum(xq) part of
+ * sum(u * xq) comes back per group from csx. group % 32 == 0. */
+AI void dot_i8_8bit_n(const dlq_qrow *r, const dlq_qxv *xv, const int N, float *out) {
+    const __m256i ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8((char)0x80);
+    __m256 acc[DLQ_QK_MAXN];
+    _Pragma("GCC unroll 4")
+    for (int i = 0; i < N; i++) acc[i] = _mm256_setzero_ps();
+    const int64_t full = r->in / 32 * 32;
+    int64_t j = 0;
+    while (j < full) {
+        int64_t end = (j / r->group + 1) * r->group < full ? (j / r->group + 1) * r->group : full;
+        float s = r->s[j / r->group];
+        for (; j < end; j += 32) {
+            __m256i q = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(r->q + j)), flip);
+            __m256i aq = _mm256_sign_epi8(q, q);
+            _Pragma("GCC unroll 4")
+            for (int i = 0; i < N; i++) {
+                __m256i sx = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(xv[i].xq + j)), q);
+                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, sx), ones);
+                acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(s * xv[i].xd[j / 32]), acc[i]);
+            }
+        }
+    }
+    int64_t ng = (r->in + r->group - 1) / r->group;
+    _Pragma("GCC unroll 4")
+    for (int i = 0; i < N; i++) {
+        float c = 0;
+        for (int64_t g = 0; g < ng; g++) c += r->s[g] * xv[i].csx[g];
+        out[i] = hsum(acc[i]) + c;
+    }
+    if (j < r->in) dlq_qk_dot_i8_tail(r, xv, N, j, out);
+}
+
 void dlq_qk_dot_i8_avx2(const dlq_qrow *r, const dlq_qxv *xv, int n, float *out) {
+    if (r->bits == 8) {
+        switch (n) {
+        case 1: dot_i8_8bit_n(r, xv, 1, out); break;
+        case 2: dot_i8_8bit_n(r, xv, 2, out); break;
+        case 3: dot_i8_8bit_n(r, xv, 3, out); break;
+        default: dot_i8_8bit_n(r, xv, 4, out); break;
+        }
+        return;
+    }
     if (r->bits == 4) {
         switch (n) {
         case 1: dot_i8_n(r, xv, 1, out, 4); break;
