@@ -7,7 +7,7 @@
  *       DLQ_QACT_F32 (the reference): exact fp32 dot products,
  *         row = sum_g s_g * sum_{j in g} u_j x_j + c_g * sum_{j in g} x_j
  *         with u = q - qmin and c = bias + scale*qmin;
- *       DLQ_QACT_I8 (the default; +0.01 % perplexity on english-mix-7M W4,
+ *       DLQ_QACT_I8 (the default; within 0.04 % perplexity on english-mix-7M,
  *         docs/deployment.md): x quantized to int8 per block of 32 (absmax / 127,
  *         round half away from zero) and integer dot products (AVX-512 VNNI
  *         vpdpbusd, AVX2 vpmaddubsw for 2-, 4- and 8-bit), as llama.cpp does; the c*sum(x)
