@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "kernels/qpack.h"
@@ -89,23 +90,40 @@ int dlq_file_add_dense(dlq_file_writer *w, const char *name, dlq_dtype dt, int n
 
 int dlq_file_add_packed(dlq_file_writer *w, const char *name, int bits, int group, int64_t out, int64_t in,
                         const int8_t *q, const float *scale, const float *bias, dlq_err *err) {
+    return dlq_file_add_packed_ex(w, name, bits, group, out, in, q, scale, bias, DLQ_F32, err);
+}
+
+int dlq_file_add_packed_ex(dlq_file_writer *w, const char *name, int bits, int group, int64_t out, int64_t in,
+                           const int8_t *q, const float *scale, const float *bias, dlq_dtype pdt, dlq_err *err) {
     if (bits < 2 || bits > 8) return dlq_errf(err, DLQ_EINVAL, ".dlq writer: %s: bits %d", name, bits);
+    if (pdt != DLQ_F32 && pdt != DLQ_F16)
+        return dlq_errf(err, DLQ_EINVAL, ".dlq writer: %s: group parameters as %s (F32 or F16 expected)", name,
+                        dlq_dtype_name(pdt));
     if (group <= 0 || group > in) group = (int)in;
     int64_t rb = dlq_qrow_bytes(in, bits), ng = (in + group - 1) / group;
+    size_t pn = (size_t)(out * ng), pes = dlq_dtype_size(pdt);
     uint8_t *packed = malloc((size_t)(rb * out));
-    float *sc = malloc((size_t)(out * ng) * sizeof(float)), *bi = malloc((size_t)(out * ng) * sizeof(float));
+    void *sc = malloc(pn * pes), *bi = malloc(pn * pes);
     if (!packed || !sc || !bi) { free(packed); free(sc); free(bi); return dlq_errf(err, DLQ_ENOMEM, "out of memory"); }
     for (int64_t r = 0; r < out; r++) dlq_qpack_row(packed + r * rb, q + r * in, in, bits);
-    memcpy(sc, scale, (size_t)(out * ng) * sizeof(float));
-    memcpy(bi, bias, (size_t)(out * ng) * sizeof(float));
+    if (pdt == DLQ_F16) {
+        for (size_t i = 0; i < pn; i++) {
+            ((uint16_t *)sc)[i] = dlq_f32_to_f16(scale[i]);
+            ((uint16_t *)bi)[i] = dlq_f32_to_f16(bias[i]);
+        }
+    } else {
+        memcpy(sc, scale, pn * pes);
+        memcpy(bi, bias, pn * pes);
+    }
     json_t *pq = add_blob(w, packed, NULL, (size_t)(rb * out), err);
-    json_t *ps = pq ? add_blob(w, sc, NULL, (size_t)(out * ng) * sizeof(float), err) : NULL;
-    json_t *pb = ps ? add_blob(w, bi, NULL, (size_t)(out * ng) * sizeof(float), err) : NULL;
+    json_t *ps = pq ? add_blob(w, sc, NULL, pn * pes, err) : NULL;
+    json_t *pb = ps ? add_blob(w, bi, NULL, pn * pes, err) : NULL;
     if (!pb) return DLQ_ENOMEM;
     int64_t shp[2] = {out, in};
-    json_array_append_new(w->tensors, json_pack("{s:s, s:s, s:i, s:i, s:o, s:I, s:o, s:o, s:o}", "name", name, "type", "packed",
-                                                "bits", bits, "group", group, "shape", shape_json(2, shp), "row_bytes",
-                                                (json_int_t)rb, "q", pq, "scale", ps, "bias", pb));
+    json_array_append_new(w->tensors, json_pack("{s:s, s:s, s:i, s:i, s:o, s:I, s:o, s:o, s:o, s:s}", "name", name, "type",
+                                                "packed", "bits", bits, "group", group, "shape", shape_json(2, shp),
+                                                "row_bytes", (json_int_t)rb, "q", pq, "scale", ps, "bias", pb,
+                                                "param_type", dlq_dtype_name(pdt)));
     return DLQ_OK;
 }
 
@@ -209,9 +227,9 @@ int dlq_file_parse(dlq_file *f, const uint8_t *d, size_t size, const char *what,
     memcpy(&fsz, d + 16, 8);
     memcpy(&jo, d + 24, 8);
     memcpy(&jl, d + 32, 8);
-    if (ver != DLQ_FILE_VERSION)
-        return dlq_errf(err, DLQ_EUNSUP, "%s: .dlq version %u is not supported (this build reads version %d)", what, ver,
-                        DLQ_FILE_VERSION);
+    if (ver < DLQ_FILE_VERSION_MIN || ver > DLQ_FILE_VERSION)
+        return dlq_errf(err, DLQ_EUNSUP, "%s: .dlq version %u is not supported (this build reads versions %d to %d)", what,
+                        ver, DLQ_FILE_VERSION_MIN, DLQ_FILE_VERSION);
     if (hs != HDR) return dlq_errf(err, DLQ_EFORMAT, "%s: header size %u, expected %d", what, hs, HDR);
     if (fsz != size)
         return dlq_errf(err, DLQ_EFORMAT, "%s: the header says %llu bytes but the file has %zu (truncated or damaged)",
@@ -247,6 +265,10 @@ int dlq_file_open(dlq_file *f, const char *path, dlq_err *err) {
     if (rc) return rc;
     rc = dlq_file_parse(f, f->map.data, f->map.size, path, err);
     if (rc) dlq_mapfile_close(&f->map);
+    /* The checksum pass faulted in every page of the file. Drop them from this
+     * process (they stay in the page cache): the forward pass faults back what
+     * it uses, so an embedding table costs only the rows that are looked up. */
+    else if (f->map.size) madvise((void *)f->map.data, f->map.size, MADV_DONTNEED);
     return rc;
 }
 

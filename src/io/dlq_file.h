@@ -1,9 +1,9 @@
 /* The .dlq model file: a merged low-bit model in one documented, versioned,
  * checksummed, memory-mappable file (docs/formats.md#dlq).
  *
- *   [0, 64)  header: magic "DLQMODEL", u32 version (1), u32 header size (64),
+ *   [0, 64)  header: magic "DLQMODEL", u32 version (2; 1 is still read), u32 header size (64),
  *            u64 file size, u64 JSON offset, u64 JSON length, 24 zero bytes
- *   JSON     UTF-8 object: {"format": "dlq", "version": 1, "config": {HF-style
+ *   JSON     UTF-8 object: {"format": "dlq", "version": 2, "config": {HF-style
  *            config.json object}, "quant": {...}, "tokenizer": {...} | null,
  *            "tensors": [...], "metadata": {...}}
  *   blobs    each at a 64-byte aligned offset given in the JSON
@@ -14,8 +14,9 @@
  * "packed", "bits", "group", "shape": [out, in], "row_bytes", "q": [offset,
  * nbytes], "scale": [offset, nbytes], "bias": [offset, nbytes]}: q holds each
  * row's integers as unsigned u = q - qmin, bit-packed LSB-first
- * (src/kernels/qpack.h); scale/bias are F32 [out][ceil(in/group)] and the
- * weight is w = scale*q + bias. The tokenizer entry is {"kind":
+ * (src/kernels/qpack.h); scale/bias are [out][ceil(in/group)] of
+ * "param_type" "F32" (the default when absent) or "F16", and the weight is
+ * w = scale*q + bias. The tokenizer entry is {"kind":
  * "sentencepiece"|"hf_json"|"llama2c", "data": [offset, nbytes], "add_bos",
  * "bos_id", "eos_id"}: the original tokenizer file, byte for byte. */
 #ifndef DLQ_IO_DLQ_FILE_H
@@ -28,7 +29,10 @@
 #include "core/err.h"
 #include "core/mapfile.h"
 
-#define DLQ_FILE_VERSION 1
+/* Version 2 added F16 group parameters ("param_type"); the reader still
+ * accepts version 1 files (F32 parameters only). */
+#define DLQ_FILE_VERSION 2
+#define DLQ_FILE_VERSION_MIN 1
 
 typedef struct dlq_file_writer dlq_file_writer;
 
@@ -43,6 +47,12 @@ int dlq_file_add_dense(dlq_file_writer *w, const char *name, dlq_dtype dt, int n
  * scale/bias F32 [out*ngroups]. Data copied immediately. */
 int dlq_file_add_packed(dlq_file_writer *w, const char *name, int bits, int group, int64_t out, int64_t in,
                         const int8_t *q, const float *scale, const float *bias, dlq_err *err);
+/* The same with the group parameters stored as param_dtype: DLQ_F32, or
+ * DLQ_F16 (rounded to nearest even; half the parameter bytes, what GGUF's
+ * Q4_1 / Q8_0 store). */
+int dlq_file_add_packed_ex(dlq_file_writer *w, const char *name, int bits, int group, int64_t out, int64_t in,
+                           const int8_t *q, const float *scale, const float *bias, dlq_dtype param_dtype,
+                           dlq_err *err);
 int dlq_file_set_tokenizer(dlq_file_writer *w, const char *kind, const void *data, size_t n, int add_bos, int bos,
                            int eos, dlq_err *err);
 /* Writes path atomically (path.tmp, fsync, rename). */

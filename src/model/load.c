@@ -67,7 +67,8 @@ int dlq_bind_weight(dlq_weight *w, const dlq_tensor_info *t, int64_t rows, int64
 
 size_t dlq_weight_bytes(const dlq_weight *w) {
     if (!w->data) return 0;
-    if (w->dtype == DLQ_QPACK) return (size_t)(w->rows * w->row_bytes) + (size_t)(w->rows * w->qng) * 2 * sizeof(float);
+    if (w->dtype == DLQ_QPACK)
+        return (size_t)(w->rows * w->row_bytes) + (size_t)(w->rows * w->qng) * 2 * (w->qpdtype == DLQ_F16 ? 2 : 4);
     return (size_t)(w->rows * w->cols) * dlq_dtype_size(w->dtype);
 }
 

@@ -46,11 +46,17 @@ static int bind(dlq_model *m, const dlq_file *f, json_t *tensors, const char *na
             return dlq_errf(err, DLQ_EFORMAT, "%s: tensor '%s': invalid packing (bits %lld, group %lld, row_bytes %lld)",
                             path, name, (long long)bits, (long long)group, (long long)rb);
         int64_t ng = (cols + group - 1) / group;
+        const char *pt = json_string_value(json_object_get(t, "param_type"));
+        dlq_dtype pdt = !pt || !strcmp(pt, "F32") ? DLQ_F32 : !strcmp(pt, "F16") ? DLQ_F16 : DLQ_DTYPE_COUNT;
+        if (pdt == DLQ_DTYPE_COUNT)
+            return dlq_errf(err, DLQ_EFORMAT, "%s: tensor '%s': unknown param_type \"%s\" (F32 or F16 expected)", path, name,
+                            pt);
+        size_t pes = dlq_dtype_size(pdt);
         const void *q, *sc, *bi;
         int rc;
         if ((rc = dlq_file_blob(f, json_object_get(t, "q"), (size_t)(rows * rb), 1, &q, NULL, name, err)) ||
-            (rc = dlq_file_blob(f, json_object_get(t, "scale"), (size_t)(rows * ng) * 4, 4, &sc, NULL, name, err)) ||
-            (rc = dlq_file_blob(f, json_object_get(t, "bias"), (size_t)(rows * ng) * 4, 4, &bi, NULL, name, err)))
+            (rc = dlq_file_blob(f, json_object_get(t, "scale"), (size_t)(rows * ng) * pes, pes, &sc, NULL, name, err)) ||
+            (rc = dlq_file_blob(f, json_object_get(t, "bias"), (size_t)(rows * ng) * pes, pes, &bi, NULL, name, err)))
             return rc;
         w->data = q;
         w->dtype = DLQ_QPACK;
@@ -58,8 +64,14 @@ static int bind(dlq_model *m, const dlq_file *f, json_t *tensors, const char *na
         w->qgroup = (int)group;
         w->qng = ng;
         w->row_bytes = rb;
-        w->qscale = sc;
-        w->qbias = bi;
+        w->qpdtype = pdt;
+        if (pdt == DLQ_F16) {
+            w->qscale_h = sc;
+            w->qbias_h = bi;
+        } else {
+            w->qscale = sc;
+            w->qbias = bi;
+        }
         return DLQ_OK;
     }
     dlq_dtype dt = ty && !strcmp(ty, "F32") ? DLQ_F32 : ty && !strcmp(ty, "F16") ? DLQ_F16 : ty && !strcmp(ty, "BF16") ? DLQ_BF16 : DLQ_DTYPE_COUNT;

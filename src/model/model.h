@@ -24,10 +24,14 @@ typedef struct dlq_weight {
     /* QPACK only: row r holds cols unsigned (q - qmin) values of qbits bits,
      * LSB-first, in row_bytes bytes at data + r*row_bytes; the weight is
      * w = qscale[g] * q + qbias[g] for group g = j / qgroup of the row
-     * (qscale/qbias are [rows][qng]). */
+     * (qscale/qbias are [rows][qng]). The group parameters are stored as
+     * qpdtype: F32 in qscale/qbias, or F16 in qscale_h/qbias_h (qscale/qbias
+     * NULL then); dlq_qparams_row (kernels/qkernels.h) reads either. */
     int qbits, qgroup;
     int64_t qng, row_bytes;
     const float *qscale, *qbias;
+    dlq_dtype qpdtype;
+    const uint16_t *qscale_h, *qbias_h;
 } dlq_weight;
 
 typedef struct dlq_layer {

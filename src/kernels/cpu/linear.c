@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "kernels/linear.h"
+#include "kernels/qkernels.h"
 #include "kernels/qpack.h"
 #include "kernels/vec.h"
 
@@ -22,8 +23,7 @@ size_t dlq_linear_scratch_floats(int64_t cols) {
 
 void dlq_weight_row(const dlq_weight *w, int64_t r, float *out) {
     if (w->dtype == DLQ_QPACK) {
-        dlq_qdequant_row(out, (const uint8_t *)w->data + r * w->row_bytes, w->cols, w->qbits, w->qgroup,
-                         w->qscale + r * w->qng, w->qbias + r * w->qng);
+        dlq_qdequant_w_row(w, r, out);
         return;
     }
     size_t es = dlq_dtype_size(w->dtype);
@@ -38,17 +38,12 @@ static void add_bias(float *y, int64_t ldy, int64_t n, const dlq_weight *bias) {
         for (int64_t j = 0; j < bias->cols; j++) y[i * ldy + j] += b[j];
 }
 
-/* decode path: n tiny, stream the weight once, widen on the fly */
-static void linear_small(float *y, int64_t ldy, const float *x, int64_t n, const dlq_weight *w) {
+/* decode path: n tiny, stream the weight once, widen on the fly; packed
+ * weights are unpacked in registers (kernels/qkernels.h) */
+static void linear_small(float *y, int64_t ldy, const float *x, int64_t n, const dlq_weight *w, float *scratch) {
     int64_t out = w->rows, in = w->cols;
     if (w->dtype == DLQ_QPACK) {
-        #pragma omp parallel for schedule(static) if (out * in > 32768)
-        for (int64_t r = 0; r < out; r++) {
-            const uint8_t *row = (const uint8_t *)w->data + r * w->row_bytes;
-            for (int64_t i = 0; i < n; i++)
-                y[i * ldy + r] = dlq_qdot_row(row, in, w->qbits, w->qgroup, w->qscale + r * w->qng, w->qbias + r * w->qng,
-                                              x + i * in);
-        }
+        dlq_qgemv(y, ldy, x, n, w, scratch);
         return;
     }
     size_t rb = (size_t)in * dlq_dtype_size(w->dtype);
@@ -60,6 +55,10 @@ static void linear_small(float *y, int64_t ldy, const float *x, int64_t n, const
 }
 
 void dlq_weight_rows_f32(const dlq_weight *w, int64_t r0, int64_t nr, float *dst) {
+    if (w->dtype == DLQ_QPACK) {
+        dlq_qdequant_rows(w, r0, nr, dst);
+        return;
+    }
     #pragma omp parallel for schedule(static) if (nr * w->cols > 32768)
     for (int64_t r = 0; r < nr; r++) dlq_weight_row(w, r0 + r, dst + r * w->cols);
 }
@@ -68,8 +67,11 @@ void dlq_linear(float *y, int64_t ldy, const float *x, int64_t n, const dlq_weig
                 float *scratch) {
     int64_t out = w->rows, in = w->cols;
     int aligned = ((uintptr_t)w->data % sizeof(float)) == 0;
-    if (n <= 4 && w->dtype != DLQ_F32) {
-        linear_small(y, ldy, x, n, w);
+    /* decode shapes take the streaming dot-product path for every dtype: for
+     * n = 1 OpenBLAS 0.3.21's sgemm packs the whole weight first, which made
+     * fp32 decode several times slower than reading the weight once */
+    if (n <= 4) {
+        linear_small(y, ldy, x, n, w, scratch);
     } else if (w->dtype == DLQ_F32 && aligned) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)out, (int)in, 1.0f, x, (int)in,
                     (const float *)w->data, (int)in, 0.0f, y, (int)ldy);

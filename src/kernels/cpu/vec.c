@@ -69,8 +69,12 @@ __attribute__((target("avx2,f16c,fma"))) static float dot_f16_f16c(const uint16_
     return s;
 }
 static int have_f16c(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2");
+    static int known = -1; /* checked once: this sits on per-row paths of the packed kernels */
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2");
+    }
+    return known;
 }
 #else
 static int have_f16c(void) { return 0; }
