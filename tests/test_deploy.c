@@ -13,6 +13,7 @@
 #include "model/forward.h"
 #include "quant/quant.h"
 #include "quant/rtn_dlq.h"
+#include "export/export.h"
 #include "t.h"
 #include "train/checkpoint.h"
 
@@ -131,6 +132,31 @@ static void test_rtn_file(const dlq_model *base, int bits, int group, int f16, i
               dlq_qisa_name((dlq_qisa)isa), e8, mag);
     }
     dlq_qisa_force(DLQ_QISA_AVX512);
+    /* the exporters read F16 group parameters too: rows through the export
+     * helper equal the dense twin, and a GGUF export of the file succeeds */
+    double ex = 0;
+    float *xr = malloc((size_t)pm->cfg.hidden_dim * 4 + (size_t)pm->cfg.dim * 4);
+    for (int l = 0; l < pm->cfg.n_layers; l++)
+        for (int p = 0; p < 7; p++) {
+            const dlq_weight *w = proj(&pm->layers[l], p), *dw = proj(&dm->layers[l], p);
+            for (int64_t r = 0; r < w->rows; r++) {
+                dlq_export_row_f32(w, r, xr);
+                ex = fmax(ex, t_maxabs(xr, (const float *)dw->data + r * w->cols, (size_t)w->cols, NULL));
+            }
+        }
+    /* 1e-6: the export helper dequantizes with scalar mul+add, the SIMD
+     * kernels may fuse (FMA): the two differ by an ulp, never more */
+    CHECK(ex < 1e-6, "W%d g%d %s: export rows differ from the dequantized weights by %g", bits, group, f16 ? "f16" : "f32", ex);
+    free(xr);
+    char gpath[] = "/tmp/dlq_test_deploy_XXXXXX.gguf";
+    int gfd = mkstemps(gpath, 5);
+    close(gfd);
+    dlq_export_opts eo = {0};
+    dlq_export_report rep = {0};
+    CHECK(dlq_export_gguf(pm, gpath, &eo, &rep, &err) == 0, "GGUF export of a W%d g%d %s .dlq: %s", bits, group,
+          f16 ? "f16" : "f32", err.msg);
+    dlq_export_report_free(&rep);
+    unlink(gpath);
     for (int i = 0; i < nb; i++) free(bufs[i]);
     free(dm->layers); free(dm);
     free(ref); free(lb); free(li);

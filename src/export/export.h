@@ -71,6 +71,9 @@ void dlq_gptq_pack_rows(int32_t *dst, const uint8_t *vals, int64_t rows, int64_t
 /* ---- helpers shared by the exporters (export_common.c) ---- */
 /* fp32 copy of row r of any weight (F32/F16/BF16/QPACK) */
 void dlq_export_row_f32(const dlq_weight *w, int64_t r, float *out);
+/* fp32 group parameters [rows][qng] of a packed weight: views of qscale/qbias,
+ * or, for F16 parameters (.dlq v2), converted copies in *owned (free it). */
+int dlq_export_qparams(const dlq_weight *w, const float **sc, const float **bi, float **owned, dlq_err *err);
 /* appends a tensor entry (NULL on out of memory, err filled) */
 dlq_export_tensor *dlq_export_add(dlq_export_report *r, const char *name, const char *type, const dlq_weight *src,
                                   dlq_err *err);

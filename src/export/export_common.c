@@ -8,12 +8,45 @@
 
 #include "core/mapfile.h"
 #include "export/export.h"
+#include "kernels/qkernels.h"
 #include "kernels/qpack.h"
+
+int dlq_export_qparams(const dlq_weight *w, const float **sc, const float **bi, float **owned, dlq_err *err) {
+    *owned = NULL;
+    if (w->qscale && w->qbias) { /* F32 parameters: views */
+        *sc = w->qscale;
+        *bi = w->qbias;
+        return DLQ_OK;
+    }
+    size_t n = (size_t)(w->rows * w->qng);
+    float *buf = malloc(2 * n * sizeof(float) + 1);
+    if (!buf) return dlq_errf(err, DLQ_ENOMEM, "out of memory for %zu group parameters", n);
+    for (int64_t r = 0; r < w->rows; r++) dlq_qparams_row(w, r, buf + r * w->qng, buf + n + r * w->qng);
+    *sc = buf;
+    *bi = buf + n;
+    *owned = buf;
+    return DLQ_OK;
+}
 
 void dlq_export_row_f32(const dlq_weight *w, int64_t r, float *out) {
     if (w->dtype == DLQ_QPACK) {
-        dlq_qdequant_row(out, (const uint8_t *)w->data + r * w->row_bytes, w->cols, w->qbits, w->qgroup,
-                         w->qscale + r * w->qng, w->qbias + r * w->qng);
+        if (w->qscale && w->qbias) {
+            dlq_qdequant_row(out, (const uint8_t *)w->data + r * w->row_bytes, w->cols, w->qbits, w->qgroup,
+                             w->qscale + r * w->qng, w->qbias + r * w->qng);
+            return;
+        }
+        /* F16 group parameters (.dlq v2), no scratch: the int8 codes are
+         * unpacked into the last quarter of out, then widened in ascending
+         * order (out[j] covers bytes 4j..4j+3, all below code j+1 at byte
+         * 3*cols+j+1, so no code is overwritten before it is read). */
+        int64_t C = w->cols, gs = w->qng == 1 ? C : w->qgroup;
+        int8_t *q = (int8_t *)out + 3 * C;
+        dlq_qunpack_row(q, (const uint8_t *)w->data + r * w->row_bytes, C, w->qbits);
+        for (int64_t j = 0; j < C; j++) {
+            int64_t g = r * w->qng + j / gs;
+            float sc = dlq_f16_to_f32(w->qscale_h[g]), bi = dlq_f16_to_f32(w->qbias_h[g]), v = (float)q[j];
+            out[j] = sc * v + bi;
+        }
         return;
     }
     dlq_to_f32(out, (const char *)w->data + (size_t)(r * w->cols) * dlq_dtype_size(w->dtype), w->dtype, (size_t)w->cols);

@@ -107,6 +107,12 @@ static int put_weight(gx *x, const char *name, const dlq_weight *w, int permute_
     if (!t) return DLQ_ENOMEM;
     uint64_t rowb = dlq_ggml_nbytes(type, (uint64_t)C);
     uint8_t *out = keep(x, (size_t)(rowb * (uint64_t)R), err);
+    const float *psc = NULL, *pbi = NULL;
+    float *pown = NULL;
+    if (w->dtype == DLQ_QPACK) {
+        int prc = dlq_export_qparams(w, &psc, &pbi, &pown, err);
+        if (prc) return prc;
+    }
     float *xf = malloc(sizeof(float) * (size_t)C), *yf = malloc(sizeof(float) * (size_t)C);
     int8_t *q = malloc((size_t)C);
     uint8_t *u = malloc((size_t)C);
@@ -118,8 +124,8 @@ static int put_weight(gx *x, const char *name, const dlq_weight *w, int permute_
         int64_t sr = permute_hd ? meta_src_row(r, permute_hd) : r;
         uint8_t *dst = out + (size_t)r * rowb;
         dlq_export_row_f32(w, sr, xf);
-        const float *sc = w->dtype == DLQ_QPACK ? w->qscale + sr * w->qng : NULL;
-        const float *bi = w->dtype == DLQ_QPACK ? w->qbias + sr * w->qng : NULL;
+        const float *sc = w->dtype == DLQ_QPACK ? psc + sr * w->qng : NULL;
+        const float *bi = w->dtype == DLQ_QPACK ? pbi + sr * w->qng : NULL;
         if (w->dtype == DLQ_QPACK && (type == DLQ_GGML_Q4_1 || type == DLQ_GGML_Q5_1)) {
             dlq_qunpack_row(q, (const uint8_t *)w->data + sr * w->row_bytes, C, w->qbits);
             for (int64_t j = 0; j < C; j++) u[j] = (uint8_t)(q[j] - qmin);
@@ -161,6 +167,7 @@ static int put_weight(gx *x, const char *name, const dlq_weight *w, int permute_
                               dlq_ggml_type_name(type), (double)xf[j]);
         dlq_export_err(t, yf, xf, C);
     }
+    free(pown);
     free(xf);
     free(yf);
     free(q);

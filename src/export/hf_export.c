@@ -263,25 +263,31 @@ static int gptq_check(const dlq_weight *w, const char *name, int bits, int group
         return dlq_errf(err, DLQ_EUNSUP, "%s: %lld inputs are not a whole number of groups of %d (ragged last group)", name,
                         (long long)in, group);
     int qmin = -(1 << (bits - 1));
+    const float *psc, *pbi;
+    float *pown;
+    int prc = dlq_export_qparams(w, &psc, &pbi, &pown, err);
+    if (prc) return prc;
     for (int64_t rr = 0; rr < out; rr++)
         for (int64_t g = 0; g < w->qng; g++) {
-            float s = w->qscale[rr * w->qng + g], b = w->qbias[rr * w->qng + g];
+            float s = psc[rr * w->qng + g], b = pbi[rr * w->qng + g];
             /* w = s*q + b = s*(u + qmin) + b = s*(u - zero), zero = -qmin - b/s */
             double zf = -(double)qmin - (double)b / (double)s;
             double zr = nearbyint(zf);
             if (!(s > 0) || fabs(zf - zr) > 1e-3)
-                return dlq_errf(err, DLQ_EUNSUP,
+            { prc = dlq_errf(err, DLQ_EUNSUP,
                                 "%s: row %lld group %lld: offset/scale = %.6g/%.6g = %.4f is not an integer, so GPTQ's "
                                 "w = scale*(u - zero) cannot hold it (quantize with --int-zero)",
-                                name, (long long)rr, (long long)g, (double)b, (double)s, (double)b / (double)s);
+                                name, (long long)rr, (long long)g, (double)b, (double)s, (double)b / (double)s); goto out; }
             if (zr < 1 || zr > (double)(1 << bits))
-                return dlq_errf(err, DLQ_EUNSUP,
+            { prc = dlq_errf(err, DLQ_EUNSUP,
                                 "%s: row %lld group %lld: zero point %.0f is outside the %d..%d that GPTQ's v1 format "
                                 "(zero - 1 stored in %d bits) can hold",
-                                name, (long long)rr, (long long)g, zr, 1, 1 << bits, bits);
+                                name, (long long)rr, (long long)g, zr, 1, 1 << bits, bits); goto out; }
             z[rr * w->qng + g] = (int32_t)zr;
         }
-    return DLQ_OK;
+out:
+    free(pown);
+    return prc;
 }
 
 static int gptq_proj(gptq_ctx *g, const char *prefix, const dlq_weight *w, dlq_export_report *r, dlq_err *err) {
@@ -290,6 +296,9 @@ static int gptq_proj(gptq_ctx *g, const char *prefix, const dlq_weight *w, dlq_e
     int32_t *z = malloc(sizeof(int32_t) * (size_t)(out * ng));
     if (!z) return dlq_errf(err, DLQ_ENOMEM, "out of memory");
     int rc = gptq_check(w, prefix, bits, g->group, z, err);
+    const float *psc = NULL, *pbi = NULL;
+    float *pown = NULL;
+    if (!rc) rc = dlq_export_qparams(w, &psc, &pbi, &pown, err);
     char nm[224];
     snprintf(nm, sizeof nm, "%.190s.qweight", prefix);
     char ty[16];
@@ -323,7 +332,7 @@ static int gptq_proj(gptq_ctx *g, const char *prefix, const dlq_weight *w, dlq_e
             int32_t zz = z[rr * ng + gg];
             if (zz != 1 << (bits - 1)) g->sym = 0;
             zm[gg * out + rr] = (uint8_t)((zz - 1) & ((1 << bits) - 1));
-            sc[gg * out + rr] = dlq_f32_to_f16(w->qscale[rr * ng + gg]);
+            sc[gg * out + rr] = dlq_f32_to_f16(psc[rr * ng + gg]);
         }
         /* the AutoGPTQ dequantization: scale16 * (u - zero) */
         dlq_export_row_f32(w, rr, x);
@@ -345,7 +354,7 @@ static int gptq_proj(gptq_ctx *g, const char *prefix, const dlq_weight *w, dlq_e
         snprintf(nm, sizeof nm, "%.190s.g_idx", prefix);
         if (!rc) rc = gadd(g, nm, DLQ_I32, 1, in, 0, gi, err);
     }
-    free(z); free(uT); free(zm); free(q); free(x); free(y);
+    free(pown); free(z); free(uT); free(zm); free(q); free(x); free(y);
     return rc;
 }
 
