@@ -7,14 +7,15 @@
 # QA-LoRA and full QAT when this build has them (dlqat quantize --method ...).
 # Perplexity = exp(mean NLL) over the evaluation rows. Needs only the repo.
 #   sh scripts/run_datafree.sh [OUTDIR]
-# Environment: P1 (phase-1 steps, 200), P2 (phase-2 steps, 800), B (8), LR (1e-3),
+# Environment: P1 (phase-1 steps, 50), P2 (phase-2 steps, 450), B (4), LR (3e-3; LoRA, m),
+# LRSB (3e-4; s, b), LRQAT (1e-3; full QAT's weights), SCHED (cosine),
 # NTRAIN (2048 rows), NEVAL (256 rows), LEN (256 ids per row),
 # CONFIGS ("4:32 3:32 2:32 4:channel"), METHODS ("rtn dlqat-ce dlqat-kl gptq qalora qat").
 set -eu
 cd "$(dirname "$0")/.."
 OUT=${1:-out/datafree}
 M=${MODEL:-models/stories260K/stories260K.bin}
-P1=${P1:-200}; P2=${P2:-800}; B=${B:-8}; LR=${LR:-1e-3}
+P1=${P1:-50}; P2=${P2:-450}; B=${B:-4}; LR=${LR:-3e-3}; LRSB=${LRSB:-3e-4}; LRQAT=${LRQAT:-1e-3}; SCHED=${SCHED:-cosine}
 NTRAIN=${NTRAIN:-2048}; NEVAL=${NEVAL:-256}; LEN=${LEN:-256}
 CONFIGS=${CONFIGS:-"4:32 3:32 2:32 4:channel"}
 METHODS=${METHODS:-"rtn dlqat-ce dlqat-kl gptq qalora qat"}
@@ -32,12 +33,15 @@ for c in $CONFIGS; do
         case $meth in
             dlqat-ce) mm=dlqat; args="--loss ce" ;;
             dlqat-kl) mm=dlqat; args="--loss kl" ;;
+            qat) mm=qat; args="--loss kl" ;;
+            qalora) mm=qalora; args="--loss kl" ;;
             *) mm=$meth; args="" ;;
         esac
         if ! has_method $mm; then echo "[datafree] skipping $meth: not in this build"; continue; fi
         echo "[datafree] $tag"
+        lr=$LR; [ $mm = qat ] && lr=$LRQAT
         $D quantize --model "$M" --method $mm $args --bits $bits --group $g --data "$OUT/train.tok" --eval-tokens "$OUT/eval.tok" \
-            --phase1-steps $P1 --steps $P2 --batch $B --lr $LR --seed 1 --val-fraction 0.01 \
+            --phase1-steps $P1 --steps $P2 --batch $B --lr $lr --lr-sb $LRSB --schedule $SCHED --seed 1 --val-fraction 0.01 \
             --out "$OUT/$tag.dlq" --json "$OUT/$tag.json" > "$OUT/$tag.log" 2>&1 || { echo "[datafree] $tag failed: see $OUT/$tag.log"; continue; }
     done
 done
