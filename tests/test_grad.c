@@ -329,6 +329,62 @@ static void test_xent(dlq_rng *rg) {
     free(l); free(dl); free(al); free(c.l);
 }
 
+/* ------------------------------------------------------------ KL distillation */
+typedef struct { double *l, *tl; const int32_t *t; int n, V; double scale, wce, wkl; } kl_ctx;
+
+static double kl_loss(void *vc) {
+    kl_ctx *c = vc;
+    double L = 0;
+    for (int r = 0; r < c->n; r++) {
+        if (c->t[r] < 0) continue;
+        const double *l = c->l + (size_t)r * c->V, *tl = c->tl + (size_t)r * c->V;
+        double mx = -INFINITY, tmx = -INFINITY, s = 0, ts = 0;
+        for (int j = 0; j < c->V; j++) { mx = fmax(mx, l[j]); tmx = fmax(tmx, tl[j]); }
+        for (int j = 0; j < c->V; j++) { s += exp(l[j] - mx); ts += exp(tl[j] - tmx); }
+        double lse = mx + log(s), tlse = tmx + log(ts), kl = 0;
+        for (int j = 0; j < c->V; j++) kl += exp(tl[j] - tlse) * ((tl[j] - tlse) - (l[j] - lse));
+        L += c->wce * (lse - l[c->t[r]]) + c->wkl * kl;
+    }
+    return c->scale * L;
+}
+
+static void test_kl(dlq_rng *rg) {
+    int n = 6, V = 13;
+    int32_t t[] = {3, -1, 0, 12, 5, 7};
+    size_t N = (size_t)n * V;
+    float *l = fbuf(N), *tl = fbuf(N), *dl = fbuf(N), *dx = fbuf(N);
+    fill(rg, l, N, 2.0f);
+    fill(rg, tl, N, 2.0f);
+    for (int j = 0; j < V; j++) { l[5 * V + j] += 900.0f; tl[4 * V + j] -= 700.0f; } /* max shifts */
+    const float w[3][2] = {{0, 1}, {1, 1}, {1, 0}};
+    for (int k = 0; k < 3; k++) {
+        float scale = 0.29f;
+        double loss = dlq_kl_forward_backward(dl, l, tl, t, n, V, scale, w[k][0], w[k][1]);
+        kl_ctx c = {to_d(l, N), to_d(tl, N), t, n, V, scale, w[k][0], w[k][1]};
+        double ref = kl_loss(&c) / scale;
+        CHECK(fabs(loss - ref) <= 1e-6 * fabs(ref), "kl (w_ce %g, w_kl %g) loss %.12g vs %.12g", w[k][0], w[k][1], loss, ref);
+        fd_check("kl", "dlogits", kl_loss, &c, c.l, N, dl, NULL, 1e-5);
+        if (k == 2) { /* w_kl = 0 is exactly cross-entropy */
+            double x = dlq_xent_forward_backward(dx, l, t, n, V, scale);
+            double md = 0;
+            for (size_t i = 0; i < N; i++) md = fmax(md, fabs(dx[i] - dl[i]));
+            CHECK(fabs(x - loss) <= 1e-9 * fabs(x) && md < 1e-7, "kl with w_kl=0 differs from xent: %.3g / %.3g", x - loss, md);
+        }
+        free(c.l); free(c.tl);
+    }
+    /* teacher == student: KL is 0 and so is its gradient */
+    double z = dlq_kl_forward_backward(dl, l, l, t, n, V, 1.0f, 0.0f, 1.0f);
+    double gm = 0;
+    for (size_t i = 0; i < N; i++) gm = fmax(gm, fabs(dl[i]));
+    CHECK(fabs(z) < 1e-9 && gm < 1e-7, "KL(p||p) = %.3g, max |grad| %.3g", z, gm);
+    /* in place: same bits */
+    memcpy(dx, l, N * 4);
+    double a = dlq_kl_forward_backward(dl, l, tl, t, n, V, 0.5f, 1.0f, 1.0f);
+    double b = dlq_kl_forward_backward(dx, dx, tl, t, n, V, 0.5f, 1.0f, 1.0f);
+    CHECK(a == b && !memcmp(dl, dx, N * 4), "kl in place differs");
+    free(l); free(tl); free(dl); free(dx);
+}
+
 /* ------------------------------------------------------------ embedding */
 typedef struct { double *W, *R; const int32_t *ids; int n, d; } emb_ctx;
 
@@ -481,6 +537,7 @@ int main(void) {
     test_swiglu(&r);
     test_attention(&r);
     test_xent(&r);
+    test_kl(&r);
     test_embedding(&r);
     test_linear_fd(&r);
     test_linear_ref(&r);

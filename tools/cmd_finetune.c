@@ -19,6 +19,7 @@ static void usage(void) {
            "  --targets LIST        LoRA modules (default q,k,v,o,gate,up,down)\n"
            "  --lora-init kaiming|gaussian   A's init (PEFT's default kaiming-uniform); B starts at 0\n"
            "  --data-format auto|text|alpaca|tokens\n"
+           "  --loss ce|kl|ce+kl    cross-entropy on the data, KL to the base model's distribution, or both\n"
            "  --steps N --batch B --seq T --accum K   steps, sequences per micro-batch, tokens, micro-batches per step\n"
            "  --lr LR --schedule constant|linear|cosine --warmup N --min-lr-ratio R\n"
            "  --weight-decay WD --clip C --eps E --seed S\n"
@@ -133,7 +134,7 @@ int cmd_finetune(int argc, char **argv) {
     dlq_train_cfg_default(&tc);
     tc.sched.lr = 2e-4f;
     long long steps = 100;
-    int resume = 0, merge = 0;
+    int resume = 0, merge = 0, seq_set = 0;
     double val_fraction = 0.05;
     dlq_dtype dt = DLQ_F32;
     dlq_err err = {0};
@@ -142,6 +143,10 @@ int cmd_finetune(int argc, char **argv) {
         else if (cli_is(&a, "--model", "-m")) model = cli_str(&a);
         else if (cli_is(&a, "--data", NULL)) data = cli_str(&a);
         else if (cli_is(&a, "--data-format", NULL)) fmt = cli_str(&a);
+        else if (cli_is(&a, "--loss", NULL)) {
+            const char *s = cli_str(&a);
+            if (dlq_loss_parse(s, &o.loss)) { fprintf(stderr, "dlqat finetune: --loss must be ce, kl or ce+kl, got '%s'\n", s); return 2; }
+        }
         else if (cli_is(&a, "--out", "-o")) out = cli_str(&a);
         else if (cli_is(&a, "--tokenizer", NULL)) tok = cli_str(&a);
         else if (cli_is(&a, "--mode", NULL)) {
@@ -160,7 +165,7 @@ int cmd_finetune(int argc, char **argv) {
             else { fprintf(stderr, "dlqat finetune: --lora-init must be kaiming or gaussian\n"); return 2; }
         } else if (cli_is(&a, "--steps", NULL)) steps = cli_int(&a, 1, 1LL << 40);
         else if (cli_is(&a, "--batch", NULL)) o.B = (int)cli_int(&a, 1, 1 << 16);
-        else if (cli_is(&a, "--seq", NULL)) o.T = (int)cli_int(&a, 2, 1 << 20);
+        else if (cli_is(&a, "--seq", NULL)) { o.T = (int)cli_int(&a, 2, 1 << 20); seq_set = 1; }
         else if (cli_is(&a, "--accum", NULL)) tc.accum = (int)cli_int(&a, 1, 1 << 16);
         else if (cli_is(&a, "--lr", NULL)) tc.sched.lr = (float)cli_num(&a, 0, 10);
         else if (cli_is(&a, "--schedule", NULL)) {
@@ -201,7 +206,13 @@ int cmd_finetune(int argc, char **argv) {
     dopt.val_fraction = val_fraction;
     dopt.seed = o.seed;
     if (mkdir(out, 0755) && !dlq_path_is_dir(out)) { fprintf(stderr, "dlqat finetune: cannot create %s\n", out); goto done; }
+    {   /* token files carry their row length: take it unless --seq was given */
+        const char *det = strcmp(fmt, "auto") ? fmt : dlq_data_detect(data, &err);
+        if (!det) { fprintf(stderr, "dlqat finetune: %s\n", err.msg); goto done; }
+        if (!strcmp(det, "tokens") && !seq_set) dopt.T = 0;
+    }
     if (dlq_data_open(&ds, data, fmt, m->tok, &dopt, &err)) { fprintf(stderr, "dlqat finetune: %s\n", err.msg); goto done; }
+    o.T = dlq_data_T(ds);
     for (int i = 0; i < (int)dlq_data_n_skipped(ds) && dlq_data_skip_msg(ds, i); i++) fprintf(stderr, "skipped: %s\n", dlq_data_skip_msg(ds, i));
     if (dlq_data_n_skipped(ds)) fprintf(stderr, "[finetune] %lld malformed records skipped\n", (long long)dlq_data_n_skipped(ds));
     if (dlq_tmodel_create(&tm, m, &o, &err)) { fprintf(stderr, "dlqat finetune: %s\n", err.msg); goto done; }
@@ -248,6 +259,7 @@ int cmd_finetune(int argc, char **argv) {
                             "batch", o.B, "seq", o.T, "final_loss", st.last_loss, "val_loss", st.last_val_loss,
                             "trainable_params", (json_int_t)tr, "wall_s", cli_now() - t0, "lr", (double)tc.sched.lr,
                             "peak_rss_kb", (json_int_t)cli_peak_rss_kb());
+    json_object_set_new(res, "loss", json_string(dlq_loss_name(o.loss)));
     char *s = json_dumps(res, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
     char rpath[1200];
     snprintf(rpath, sizeof rpath, "%s/run.json", out);

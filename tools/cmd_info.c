@@ -4,6 +4,51 @@
 #include <string.h>
 
 #include "cli.h"
+#include "train/data.h"
+
+/* A DLQTOK01 token file (dlqat sample, dlq_tokens_write): shape and id range. */
+static int is_token_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    char magic[8] = {0};
+    int yes = f && fread(magic, 1, 8, f) == 8 && !memcmp(magic, "DLQTOK01", 8);
+    if (f) fclose(f);
+    return yes;
+}
+
+static int info_tokens(const char *path, const char *json) {
+    dlq_err err = {0};
+    int32_t *ids;
+    uint64_t rows;
+    uint32_t T, vocab;
+    if (dlq_tokens_read(path, 0, 0, &ids, &rows, &T, &vocab, &err)) { fprintf(stderr, "dlqat info: %s\n", err.msg); return 1; }
+    int32_t lo = ids[0], hi = ids[0];
+    uint64_t n = rows * T, first_same = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        lo = ids[i] < lo ? ids[i] : lo;
+        hi = ids[i] > hi ? ids[i] : hi;
+    }
+    for (uint64_t r = 0; r < rows; r++) first_same += ids[r * T] == ids[0];
+    printf("file        %s\n", path);
+    printf("format      token file (DLQTOK01, little-endian int32, row-major)\n");
+    printf("rows        %llu\n", (unsigned long long)rows);
+    printf("row length  %u ids (%u predictions per row)\n", T, T - 1);
+    printf("ids         %llu, range [%d, %d], vocab %u\n", (unsigned long long)n, lo, hi, vocab);
+    printf("first id    %d in %llu of %llu rows\n", ids[0], (unsigned long long)first_same, (unsigned long long)rows);
+    printf("row 0       ");
+    for (uint32_t j = 0; j < T && j < 16; j++) printf("%d ", ids[j]);
+    printf("%s\n", T > 16 ? "..." : "");
+    int rc = 0;
+    if (json) {
+        json_t *o = json_pack("{s:s, s:s, s:I, s:i, s:i, s:i, s:i}", "path", path, "format", "tokens", "rows",
+                              (json_int_t)rows, "len", (int)T, "vocab", (int)vocab, "min_id", lo, "max_id", hi);
+        char *s = json_dumps(o, JSON_INDENT(2));
+        rc = cli_write_json(json, s);
+        free(s);
+        json_decref(o);
+    }
+    free(ids);
+    return rc ? 1 : 0;
+}
 
 static const char *rope_name(dlq_rope_kind k) {
     return k == DLQ_ROPE_LLAMA3 ? "llama3" : k == DLQ_ROPE_LINEAR ? "linear" : "default";
@@ -14,8 +59,8 @@ int cmd_info(int argc, char **argv) {
     const char *model = NULL, *tok = NULL, *json = NULL;
     while (cli_next(&a)) {
         if (cli_is(&a, "--help", "-h")) {
-            printf("usage: dlqat info MODEL [--tokenizer FILE] [--json FILE]\n"
-                   "  MODEL: Hugging Face folder, llama2.c .bin or .gguf\n");
+            printf("usage: dlqat info MODEL|TOKENS [--tokenizer FILE] [--json FILE]\n"
+                   "  MODEL: Hugging Face folder, llama2.c .bin, .gguf or .dlq; TOKENS: a DLQTOK01 token file\n");
             return 0;
         } else if (cli_is(&a, "--tokenizer", NULL)) tok = cli_str(&a);
         else if (cli_is(&a, "--json", NULL)) json = cli_str(&a);
@@ -24,6 +69,7 @@ int cmd_info(int argc, char **argv) {
         else cli_unknown(&a);
     }
     if (!model) { fprintf(stderr, "dlqat info: missing MODEL\n"); return 2; }
+    if (is_token_file(model)) return info_tokens(model, json);
     dlq_model *m;
     if (cli_load_model(&m, model, tok, NULL)) return 1;
     const dlq_config *c = &m->cfg;

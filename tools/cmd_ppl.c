@@ -1,4 +1,4 @@
-/* dlqat ppl --model M --text FILE [--ctx N] [--batch B] [--max-windows N] [--json FILE] */
+/* dlqat ppl --model M --text FILE | --tokens FILE [--ctx N] [--batch B] [--max-windows N] [--json FILE] */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,15 +9,19 @@
 static void progress(int64_t done, int64_t total, double el, void *user) {
     cli_progress("ppl", done, total, el, (double)*(int *)user, "tok/s");
 }
+static void progress_rows(int64_t done, int64_t total, double el, void *user) {
+    cli_progress("ppl", done, total, el, 1, "rows/s");
+}
 
 int cmd_ppl(int argc, char **argv) {
     cli_args a = {argc, argv, 0, "ppl", 0};
-    const char *adapter = NULL, *model = NULL, *text = NULL, *tok = NULL, *json = NULL;
+    const char *adapter = NULL, *model = NULL, *text = NULL, *tokens = NULL, *tok = NULL, *json = NULL;
     int ctx = 0, batch = 1;
     long long maxw = 0;
     while (cli_next(&a)) {
         if (cli_is(&a, "--help", "-h")) {
-            printf("usage: dlqat ppl --model M --text FILE [options]\n"
+            printf("usage: dlqat ppl --model M --text FILE|--tokens FILE [options]\n"
+                   "  --tokens FILE    token file (dlqat sample; docs/data.md): each row is one window\n"
                    "  --ctx N          window length (default: the model's context)\n"
                    "  --batch B        windows per forward pass (default 1)\n"
                    "  --max-windows N  evaluate only the first N windows\n"
@@ -25,10 +29,12 @@ int cmd_ppl(int argc, char **argv) {
                    "  --tokenizer F    tokenizer file (llama2.c tokenizer.bin, tokenizer.model, tokenizer.json)\n"
                    "  --json FILE      write {\"ppl\", \"nll\", \"tokens\", \"windows\", \"ctx\", ...}\n"
                    "Protocol: the whole file is tokenized once with one BOS at the start, cut into\n"
-                   "non-overlapping windows of N tokens (tail dropped); ppl = exp(mean window NLL).\n");
+                   "non-overlapping windows of N tokens (tail dropped); ppl = exp(mean window NLL).\n"
+                   "With --tokens no tokenizer is needed: the rows are the windows (--ctx must be unset).\n");
             return 0;
         } else if (cli_is(&a, "--model", "-m")) model = cli_str(&a);
         else if (cli_is(&a, "--text", NULL)) text = cli_str(&a);
+        else if (cli_is(&a, "--tokens", NULL)) tokens = cli_str(&a);
         else if (cli_is(&a, "--tokenizer", NULL)) tok = cli_str(&a);
         else if (cli_is(&a, "--adapter", NULL)) adapter = cli_str(&a);
         else if (cli_is(&a, "--json", NULL)) json = cli_str(&a);
@@ -37,9 +43,18 @@ int cmd_ppl(int argc, char **argv) {
         else if (cli_is(&a, "--max-windows", NULL)) maxw = cli_int(&a, 1, 1LL << 40);
         else cli_unknown(&a);
     }
-    if (!model || !text) { fprintf(stderr, "dlqat ppl: --model and --text are required\n"); return 2; }
+    if (!model || !text == !tokens) { fprintf(stderr, "dlqat ppl: --model and one of --text or --tokens are required\n"); return 2; }
+    if (tokens && ctx) { fprintf(stderr, "dlqat ppl: --ctx does not apply to --tokens (the file's rows are the windows)\n"); return 2; }
     dlq_model *m;
     if (cli_load_model(&m, model, tok, adapter)) return 1;
+    dlq_err err = {0};
+    dlq_ppl_result r;
+    int rc;
+    if (tokens) {
+        rc = dlq_ppl_eval_tokens(m, tokens, batch, maxw, progress_rows, NULL, &r, &err);
+        text = tokens;
+        goto report;
+    }
     if (!m->tok) {
         fprintf(stderr, "dlqat ppl: %s has no tokenizer; pass --tokenizer FILE\n", model);
         dlq_model_destroy(m);
@@ -48,26 +63,24 @@ int cmd_ppl(int argc, char **argv) {
     if (!ctx) ctx = m->cfg.max_seq;
     size_t len;
     char *buf = cli_read_text(text, &len);
-    dlq_err err = {0};
     int32_t *ids;
     size_t n;
     double t0 = cli_now();
-    int rc = dlq_tok_encode(m->tok, buf, len, 1, &ids, &n, &err);
+    rc = dlq_tok_encode(m->tok, buf, len, 1, &ids, &n, &err);
     free(buf);
     if (rc) { fprintf(stderr, "dlqat ppl: tokenizing %s: %s\n", text, err.msg); dlq_model_destroy(m); return 1; }
     fprintf(stderr, "[ppl] %s: %zu bytes -> %zu tokens in %.2fs; %lld windows of %d\n", text, len, n,
             cli_now() - t0, (long long)(n / (size_t)ctx), ctx);
-    dlq_ppl_result r;
     rc = dlq_ppl_eval(m, ids, (int64_t)n, ctx, batch, maxw, progress, &ctx, &r, &err);
     free(ids);
-    if (rc) { fprintf(stderr, "dlqat ppl: %s\n", err.msg); dlq_model_destroy(m); return 1; }
+report:    if (rc) { fprintf(stderr, "dlqat ppl: %s\n", err.msg); dlq_model_destroy(m); return 1; }
     printf("| model | ctx | windows | tokens | nll | ppl | tok/s |\n|---|---|---|---|---|---|---|\n");
     printf("| %s | %d | %lld | %lld | %.6f | %.4f | %.0f |\n", model, r.ctx, (long long)r.windows, (long long)r.tokens,
            r.nll, r.ppl, r.tokens / r.seconds);
     if (json) {
         json_t *o = json_pack("{s:f, s:f, s:I, s:I, s:i, s:s, s:s, s:f, s:f, s:I}", "ppl", r.ppl, "nll", r.nll, "tokens",
                               (json_int_t)r.tokens, "windows", (json_int_t)r.windows, "ctx", r.ctx, "model", model,
-                              "text", text, "seconds", r.seconds, "tokens_per_s", r.tokens / r.seconds,
+                              tokens ? "tokens" : "text", text, "seconds", r.seconds, "tokens_per_s", r.tokens / r.seconds,
                               "peak_rss_kb", (json_int_t)cli_peak_rss_kb());
         char *s = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
         rc = cli_write_json(json, s);

@@ -37,7 +37,10 @@ static void usage(void) {
            "  --sym                   symmetric quantizer (offset b = 0, never trained)\n"
            "  --int-zero              keep b/s an integer (GPTQ-style integer zero point) through training\n"
            "  --lsq                   LSQ gradient scaling of s\n"
+           "  --loss ce|kl|ce+kl      objective: next-token cross-entropy, KL to the full-precision model's\n"
+           "                          distribution (LLM-QAT distillation), or their sum (default ce)\n"
            "  --eval-text FILE        perplexity text (default: the held-out slice of --data)\n"
+           "  --eval-tokens FILE      perplexity on a token file instead (rows = windows; dlqat sample)\n"
            "  --ctx N --eval-windows N   perplexity window and window cap for --eval-text\n"
            "  --val-fraction F --eval-every N --ckpt-every N --resume --workdir DIR (default OUT.dlq.work)\n"
            "  --json FILE             write the run summary\n");
@@ -45,6 +48,7 @@ static void usage(void) {
 
 typedef struct evalset {
     const char *text;     /* --eval-text, or NULL: validation rows */
+    const char *tokens;   /* --eval-tokens */
     int32_t *ids;
     size_t n;
     int ctx;
@@ -55,6 +59,14 @@ typedef struct evalset {
 
 /* mean NLL of a model on the evaluation set */
 static int evaluate(const dlq_model *m, const evalset *e, double *nll, int64_t *ntok, dlq_err *err) {
+    if (e->tokens) {
+        dlq_ppl_result r;
+        int rc = dlq_ppl_eval_tokens(m, e->tokens, 8, e->max_windows, NULL, NULL, &r, err);
+        if (rc) return rc;
+        *nll = r.nll;
+        *ntok = r.tokens;
+        return DLQ_OK;
+    }
     if (e->text) {
         dlq_ppl_result r;
         int rc = dlq_ppl_eval(m, e->ids, (int64_t)e->n, e->ctx, 1, e->max_windows, NULL, NULL, &r, err);
@@ -71,7 +83,7 @@ static double lr_or(double v, double def) { return v > 0 ? v : def; }
 typedef struct gptq_prog { double t0; } gptq_prog;
 static void gptq_progress(void *user, int layer, int n) {
     gptq_prog *g = user;
-    cli_progress("gptq", layer, n, cli_now() - g->t0, 0, NULL);
+    cli_progress("gptq", layer, n, cli_now() - g->t0, 60, "layers/min");
 }
 
 /* GPTQ over tm on nseq calibration sequences (rounded up to whole batches)
@@ -104,13 +116,13 @@ static int run_gptq(dlq_tmodel *tm, dlq_dataset *ds, long long nseq, const dlq_g
 int cmd_quantize(int argc, char **argv) {
     cli_args a = {argc, argv, 0, "quantize", 0};
     const char *model = NULL, *data = NULL, *fmt = "auto", *out = NULL, *json = NULL, *eval_text = NULL, *workdir = NULL,
-               *tok = NULL, *method = "dlqat";
+               *tok = NULL, *method = "dlqat", *eval_tokens = NULL;
     dlq_tmodel_opts o = {.mode = DLQ_MODE_QUANT, .lora_r = 16, .lora_alpha = 16, .targets = 0x7f, .B = 16, .T = 256,
                          .qspec = {3, 128}, .lora_init = DLQ_LORA_KAIMING};
     dlq_train_cfg tc;
     dlq_train_cfg_default(&tc);
     long long p1 = 1000, p2 = 1000, msteps = 0, eval_windows = 0;
-    int stages = 2, resume = 0, ctx = 0, bits_set = 0, base_gptq = 0;
+    int stages = 2, resume = 0, ctx = 0, bits_set = 0, seq_set = 0, base_gptq = 0;
     long long calib = 128;
     dlq_gptq_opts gopt;
     dlq_gptq_opts_default(&gopt);
@@ -152,6 +164,11 @@ int cmd_quantize(int argc, char **argv) {
         else if (cli_is(&a, "--json", NULL)) json = cli_str(&a);
         else if (cli_is(&a, "--tokenizer", NULL)) tok = cli_str(&a);
         else if (cli_is(&a, "--eval-text", NULL)) eval_text = cli_str(&a);
+        else if (cli_is(&a, "--eval-tokens", NULL)) eval_tokens = cli_str(&a);
+        else if (cli_is(&a, "--loss", NULL)) {
+            const char *s = cli_str(&a);
+            if (dlq_loss_parse(s, &o.loss)) { fprintf(stderr, "dlqat quantize: --loss must be ce, kl or ce+kl, got '%s'\n", s); return 2; }
+        }
         else if (cli_is(&a, "--ctx", NULL)) ctx = (int)cli_int(&a, 2, 1 << 20);
         else if (cli_is(&a, "--eval-windows", NULL)) eval_windows = cli_int(&a, 1, 1LL << 40);
         else if (cli_is(&a, "--phase1-steps", NULL)) p1 = cli_int(&a, 0, 1LL << 40);
@@ -172,7 +189,7 @@ int cmd_quantize(int argc, char **argv) {
         else if (cli_is(&a, "--lr-m", NULL)) lr_m = cli_num(&a, 0, 10);
         else if (cli_is(&a, "--lr-ab", NULL)) lr_ab = cli_num(&a, 0, 10);
         else if (cli_is(&a, "--batch", NULL)) o.B = (int)cli_int(&a, 1, 1 << 16);
-        else if (cli_is(&a, "--seq", NULL)) o.T = (int)cli_int(&a, 2, 1 << 20);
+        else if (cli_is(&a, "--seq", NULL)) { o.T = (int)cli_int(&a, 2, 1 << 20); seq_set = 1; }
         else if (cli_is(&a, "--accum", NULL)) tc.accum = (int)cli_int(&a, 1, 1 << 16);
         else if (cli_is(&a, "--schedule", NULL)) {
             if (dlq_schedule_parse(&tc.sched, cli_str(&a))) { fprintf(stderr, "dlqat quantize: bad --schedule\n"); return 2; }
@@ -203,7 +220,8 @@ int cmd_quantize(int argc, char **argv) {
     if (is_qat) { o.full_qat = 1; o.lora_r = 0; }
     if (is_qalora) o.qalora = 1;
     if (is_qalora && stages == 3) { fprintf(stderr, "dlqat quantize: --stages 3 is a DL-QAT schedule (QA-LoRA trains A, B only)\n"); return 2; }
-    if (!data && !eval_text) fprintf(stderr, "[quantize] no --data or --eval-text: perplexity is not measured\n");
+    if (eval_text && eval_tokens) { fprintf(stderr, "dlqat quantize: give --eval-text or --eval-tokens, not both\n"); return 2; }
+    if (!data && !eval_text && !eval_tokens) fprintf(stderr, "[quantize] no --data or --eval-text: perplexity is not measured\n");
     if (!train) { p1 = p2 = msteps = 0; }
     if (stages == 2) msteps = 0;
 
@@ -217,17 +235,26 @@ int cmd_quantize(int argc, char **argv) {
     float *gptq_w = NULL;
     double t_gptq = 0;
     cli_trainlog lg = {NULL, "quantize"};
-    evalset ev = {.text = eval_text, .ctx = ctx ? ctx : m->cfg.max_seq, .max_windows = eval_windows, .B = 1};
-    if (!m->tok && (data || eval_text)) { fprintf(stderr, "dlqat quantize: %s has no tokenizer; pass --tokenizer\n", model); goto done; }
+    evalset ev = {.text = eval_text, .tokens = eval_tokens, .ctx = ctx ? ctx : m->cfg.max_seq, .max_windows = eval_windows, .B = 1};
+    if (!m->tok && eval_text) { fprintf(stderr, "dlqat quantize: %s has no tokenizer; pass --tokenizer (or use --eval-tokens)\n", model); goto done; }
     if (data) {
         dlq_data_opts dopt;
         dlq_data_opts_default(&dopt);
         dopt.T = o.T;
+        /* token files carry their row length: take it unless --seq was given */
+        const char *det = strcmp(fmt, "auto") ? fmt : dlq_data_detect(data, &err);
+        if (!det) { fprintf(stderr, "dlqat quantize: %s\n", err.msg); goto done; }
+        if (!strcmp(det, "tokens") && !seq_set) dopt.T = 0;
+        if (!m->tok && strcmp(det, "tokens")) {
+            fprintf(stderr, "dlqat quantize: %s has no tokenizer: pass --tokenizer, or token-file --data (dlqat sample)\n", model);
+            goto done;
+        }
         dopt.val_fraction = val_fraction;
         dopt.seed = o.seed;
         if (dlq_data_open(&ds, data, fmt, m->tok, &dopt, &err)) { fprintf(stderr, "dlqat quantize: %s\n", err.msg); goto done; }
         if (dlq_data_n_skipped(ds)) fprintf(stderr, "[quantize] %lld malformed records skipped\n", (long long)dlq_data_n_skipped(ds));
         ev.ds = ds;
+        o.T = dlq_data_T(ds);
     }
     if (eval_text) {
         size_t len;
@@ -264,7 +291,7 @@ int cmd_quantize(int argc, char **argv) {
     /* baselines: FP and the RTN initialisation */
     double nll_fp = NAN, nll_rtn = NAN, nll_q = NAN;
     int64_t ntok = 0;
-    int have_eval = eval_text || (ds && dlq_data_n_val(ds) > 0);
+    int have_eval = eval_text || eval_tokens || (ds && dlq_data_n_val(ds) > 0);
     if (have_eval) {
         if (evaluate(m, &ev, &nll_fp, &ntok, &err)) { fprintf(stderr, "dlqat quantize: %s\n", err.msg); goto done; }
         if (dlq_tmodel_to_model(tm, &fq, &err) || evaluate(fq, &ev, &nll_rtn, &ntok, &err)) {
@@ -274,7 +301,7 @@ int cmd_quantize(int argc, char **argv) {
         dlq_model_destroy(fq);
         fq = NULL;
         fprintf(stderr, "[quantize] eval on %s (%lld tokens): FP ppl %.4f, RTN ppl %.4f\n",
-                eval_text ? eval_text : "held-out rows of --data", (long long)ntok, exp(nll_fp), exp(nll_rtn));
+                eval_tokens ? eval_tokens : eval_text ? eval_text : "held-out rows of --data", (long long)ntok, exp(nll_fp), exp(nll_rtn));
     }
     if (base_gptq) {
         double tg = cli_now();
@@ -300,8 +327,8 @@ int cmd_quantize(int argc, char **argv) {
         volatile sig_atomic_t stop = 0;
         dlq_install_stop_signals(&stop, &err);
         char meta[512];
-        snprintf(meta, sizeof meta, "{\"method\": \"%s\", \"bits\": %d, \"group\": %d, \"rank\": %d, \"stages\": %d}",
-                 method, o.qspec.bits, o.qspec.group, o.lora_r, stages);
+        snprintf(meta, sizeof meta, "{\"method\": \"%s\", \"bits\": %d, \"group\": %d, \"rank\": %d, \"stages\": %d, \"loss\": \"%s\"}",
+                 method, o.qspec.bits, o.qspec.group, o.lora_r, stages, dlq_loss_name(o.loss));
         typedef struct { const char *name; unsigned mask; long long steps; double lr_main, lr_m_mult; } phase_t;
         phase_t ph[3];
         int nph = 0;
@@ -356,7 +383,8 @@ int cmd_quantize(int argc, char **argv) {
     /* merge and write */
     char meta[512];
     snprintf(meta, sizeof meta, "{\"source\": \"%s\", \"phase1_steps\": %lld, \"steps\": %lld, \"m_steps\": %lld, \"rank\": %d, "
-             "\"alpha\": %g, \"batch\": %d, \"seq\": %d, \"lr\": %g}", model, p1, p2, msteps, o.lora_r, o.lora_alpha, o.B, o.T, lr);
+             "\"alpha\": %g, \"batch\": %d, \"seq\": %d, \"lr\": %g, \"loss\": \"%s\"}", model, p1, p2, msteps, o.lora_r, o.lora_alpha, o.B, o.T, lr,
+             dlq_loss_name(o.loss));
     if (dlq_quant_export_dlq(tm, out, method, meta, &err)) { fprintf(stderr, "dlqat quantize: %s\n", err.msg); goto done; }
     fprintf(stderr, "[quantize] wrote %s\n", out);
     if (have_eval) {
@@ -392,7 +420,8 @@ int cmd_quantize(int argc, char **argv) {
             json_object_set_new(j, "act_order", json_boolean(gopt.act_order));
         }
         if (have_eval) {
-            json_object_set_new(j, "eval", json_pack("{s:s, s:I, s:i}", "on", eval_text ? eval_text : "held-out rows of data",
+            json_object_set_new(j, "eval", json_pack("{s:s, s:I, s:i}", "on",
+                                                     eval_tokens ? eval_tokens : eval_text ? eval_text : "held-out rows of data",
                                                      "tokens", (json_int_t)ntok, "ctx", eval_text ? ev.ctx : o.T));
             json_object_set_new(j, "ppl_fp", json_real(exp(nll_fp)));
             json_object_set_new(j, "ppl_rtn", json_real(exp(nll_rtn)));
@@ -400,6 +429,9 @@ int cmd_quantize(int argc, char **argv) {
             json_object_set_new(j, "ppl_after", json_real(exp(nll_q)));
         }
         if (train) json_object_set_new(j, "final_loss", json_real(st.last_loss));
+        json_object_set_new(j, "loss", json_string(dlq_loss_name(o.loss)));
+        json_object_set_new(j, "seq", json_integer(o.T));
+        json_object_set_new(j, "batch", json_integer(o.B));
         char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
         if (cli_write_json(json, s)) { free(s); json_decref(j); goto done; }
         free(s);

@@ -17,6 +17,8 @@ static void usage(FILE *f) {
             "  plot LOG [LOG ...] --out F.svg plot training curves from JSONL metrics logs\n"
             "  finetune --model M --data F --out DIR   full fine-tuning or LoRA (PEFT adapter)\n"
             "  quantize --model M --bits N --group G --data F --out OUT.dlq   RTN or DL-QAT to a low-bit .dlq\n"
+            "  compare --model M --bits N --group G --data F --eval-text F --out DIR   all methods, one table\n"
+            "  sample --model M --n N --len T --out F.tok   sample token rows (data-free QAT data)\n"
             "\n"
             "Run 'dlqat <command> --help' for a command's options.\n");
 }
@@ -33,6 +35,8 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "plot")) return cmd_plot(argc - 1, argv + 1);
     if (!strcmp(c, "finetune")) return cmd_finetune(argc - 1, argv + 1);
     if (!strcmp(c, "quantize")) return cmd_quantize(argc - 1, argv + 1);
+    if (!strcmp(c, "compare")) return cmd_compare(argc - 1, argv + 1);
+    if (!strcmp(c, "sample")) return cmd_sample(argc - 1, argv + 1);
     fprintf(stderr, "dlqat: unknown command '%s'\n\n", c);
     usage(stderr);
     return 2;

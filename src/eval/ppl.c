@@ -51,6 +51,33 @@ int dlq_ppl_eval(const dlq_model *m, const int32_t *tokens, int64_t n, int ctx, 
     return DLQ_OK;
 }
 
+int dlq_ppl_eval_tokens(const dlq_model *m, const char *path, int batch, int64_t max_rows, dlq_progress_fn progress,
+                        void *user, dlq_ppl_result *res, dlq_err *err) {
+    int32_t *ids;
+    uint64_t rows;
+    uint32_t T;
+    int rc = dlq_tokens_read(path, 0, (uint32_t)m->cfg.vocab_size, &ids, &rows, &T, NULL, err);
+    if (rc) {
+        /* headerless files need T: there is no sensible default for perplexity */
+        return rc;
+    }
+    if (T < 2) {
+        free(ids);
+        return dlq_errf(err, DLQ_EINVAL, "%s: rows of %u token(s) have nothing to predict", path, T);
+    }
+    for (uint64_t i = 0; i < rows * T; i++)
+        if (ids[i] >= m->cfg.vocab_size) {
+            int32_t v = ids[i];
+            free(ids);
+            return dlq_errf(err, DLQ_EINVAL, "%s: id %d is outside the model's vocabulary of %d", path, v,
+                            m->cfg.vocab_size);
+        }
+    rc = dlq_ppl_eval(m, ids, (int64_t)(rows * T), (int)T, batch, max_rows, progress, user, res, err);
+    if (rc) dlq_err_prefix(err, path);
+    free(ids);
+    return rc;
+}
+
 int dlq_eval_val_nll(const dlq_model *m, const dlq_dataset *d, int B, int64_t max_batches, double *nll, int64_t *ntok,
                      dlq_err *err) {
     int T = dlq_data_T(d), V = m->cfg.vocab_size;

@@ -24,6 +24,13 @@ typedef void (*dlq_progress_fn)(int64_t done, int64_t total, double elapsed, voi
 int dlq_ppl_eval(const dlq_model *m, const int32_t *tokens, int64_t n, int ctx, int batch, int64_t max_windows,
                  dlq_progress_fn progress, void *user, dlq_ppl_result *res, dlq_err *err);
 
+/* Perplexity of a token file (docs/data.md): every row of T ids is one
+ * window (the rows of `dlqat sample` start with BOS), mean NLL of its T-1
+ * predictions, ppl = exp(mean over rows). Ids are checked against the model's
+ * vocabulary; max_rows > 0 evaluates only the first rows. */
+int dlq_ppl_eval_tokens(const dlq_model *m, const char *path, int batch, int64_t max_rows, dlq_progress_fn progress,
+                        void *user, dlq_ppl_result *res, dlq_err *err);
+
 struct dlq_dataset;
 /* Mean NLL over the target tokens (targets >= 0) of a dataset's validation
  * rows (masked: Alpaca prompts / padding do not count), with the inference

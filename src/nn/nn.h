@@ -68,6 +68,14 @@ size_t dlq_attention_backward_scratch(int T, int n_heads);
 double dlq_xent_forward_backward(float *dlogits, const float *logits, const int32_t *target, int64_t n, int V,
                                  float scale);
 
+/* Distillation (LLM-QAT): per row with target >= 0,
+ *   loss = w_ce * CE(logits, target) + w_kl * KL(softmax(tlogits) || softmax(logits)),
+ * the teacher's tlogits being constants; dlogits = scale * (w_ce (q - onehot)
+ * + w_kl (q - p)), q/p the student/teacher softmax. Rows with target < 0 are
+ * ignored (zero gradient). dlogits may alias logits. Returns the loss sum. */
+double dlq_kl_forward_backward(float *dlogits, const float *logits, const float *tlogits, const int32_t *target,
+                               int64_t n, int V, float scale, float w_ce, float w_kl);
+
 /* dW[V, d] += scatter of dx rows at ids (NULL-safe: nothing if dW NULL). */
 void dlq_embedding_backward(float *dW, const float *dx, const int32_t *ids, int64_t n, int d);
 

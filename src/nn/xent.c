@@ -49,3 +49,57 @@ double dlq_xent_forward_backward(float *dlogits, const float *logits, const int3
     }
     return total;
 }
+
+/* One row of the distillation loss: w_ce * CE(l, t) + w_kl * KL(p || q) with
+ * q = softmax(l) (student) and p = softmax(tl) (teacher); writes
+ * dl = scale * (w_ce * (q - onehot(t)) + w_kl * (q - p)). dl may alias l. */
+static double kl_row(float *dl, const float *l, const float *tl, int32_t t, int V, float scale, float w_ce,
+                     float w_kl) {
+    float mx = -INFINITY, tmx = -INFINITY;
+    for (int j = 0; j < V; j++) {
+        mx = l[j] > mx ? l[j] : mx;
+        tmx = tl[j] > tmx ? tl[j] : tmx;
+    }
+    double s = 0, ts = 0;
+    for (int j = 0; j < V; j++) {
+        s += exp((double)l[j] - mx);
+        ts += exp((double)tl[j] - tmx);
+    }
+    double lse = mx + log(s), tlse = tmx + log(ts);
+    /* KL = sum_j p_j (log p_j - log q_j); every read of l happens before dl[j] is written */
+    double kl = 0, ce = (double)lse - (double)l[t];
+    for (int j = 0; j < V; j++) {
+        double lp = (double)tl[j] - tlse, lq = (double)l[j] - lse;
+        double p = exp(lp), q = exp(lq);
+        kl += p * (lp - lq);
+        dl[j] = (float)(scale * ((w_ce + w_kl) * q - w_kl * p));
+    }
+    dl[t] -= scale * w_ce;
+    return w_ce * ce + w_kl * kl;
+}
+
+double dlq_kl_forward_backward(float *dlogits, const float *logits, const float *tlogits, const int32_t *target,
+                               int64_t n, int V, float scale, float w_ce, float w_kl) {
+    if (n <= 0 || V <= 0) return 0;
+    double *row_loss = malloc((size_t)n * sizeof *row_loss);
+    double total = 0;
+    #pragma omp parallel for schedule(static) if (n > 1 && row_loss)
+    for (int64_t r = 0; r < n; r++) {
+        const float *l = logits + r * (int64_t)V, *tl = tlogits + r * (int64_t)V;
+        float *dl = dlogits + r * (int64_t)V;
+        int32_t t = target[r];
+        double loss = 0;
+        if (t < 0 || t >= V) {
+            for (int j = 0; j < V; j++) dl[j] = 0;
+        } else {
+            loss = kl_row(dl, l, tl, t, V, scale, w_ce, w_kl);
+        }
+        if (row_loss) row_loss[r] = loss;
+        else total += loss;
+    }
+    if (row_loss) {
+        for (int64_t r = 0; r < n; r++) total += row_loss[r];
+        free(row_loss);
+    }
+    return total;
+}

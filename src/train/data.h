@@ -88,6 +88,12 @@ int dlq_data_open_alpaca(dlq_dataset **out, const char *path, const dlq_tokenize
  * header's vocab and, if tok is given, the tokenizer's (tok may be NULL). */
 int dlq_data_open_tokens(dlq_dataset **out, const char *path, const dlq_tokenizer *tok, int T,
                          double val_fraction, uint64_t seed, dlq_err *err);
+/* Reads a whole token file (same checks as dlq_data_open_tokens; T = 0 takes
+ * the header's, a headerless file needs T > 0): *ids (malloc'd, caller frees)
+ * holds rows*T ids row-major. tok_vocab > 0 bounds the ids when the file has
+ * no header and must be >= the header's vocab otherwise. vocab_out may be NULL. */
+int dlq_tokens_read(const char *path, int T, uint32_t tok_vocab, int32_t **ids, uint64_t *rows, uint32_t *T_out,
+                    uint32_t *vocab_out, dlq_err *err);
 /* Writes a token file atomically (PATH.tmp.XXXXXX, fsync, rename). Every id
  * must be in [0, vocab). */
 int dlq_tokens_write(const char *path, const int32_t *ids, uint64_t n_rows, uint32_t T,

@@ -23,9 +23,9 @@ static void wr32(uint8_t *p, uint32_t v) {
     for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
 }
 
-int dlq_data_open_tokens(dlq_dataset **out, const char *path, const dlq_tokenizer *tok, int T,
-                         double val_fraction, uint64_t seed, dlq_err *err) {
-    *out = NULL;
+int dlq_tokens_read(const char *path, int T, uint32_t tok_vocab, int32_t **ids_out, uint64_t *rows_out,
+                    uint32_t *T_out, uint32_t *vocab_out, dlq_err *err) {
+    *ids_out = NULL;
     if (T < 0) return dlq_errf(err, DLQ_EINVAL, "%s: T=%d must be >= 0", path, T);
     dlq_mapfile mf;
     int rc = dlq_mapfile_open(&mf, path, err);
@@ -73,14 +73,13 @@ int dlq_data_open_tokens(dlq_dataset **out, const char *path, const dlq_tokenize
         }
         rows = body / 4 / fT;
     }
-    if (tok) {
-        uint64_t tv = (uint64_t)dlq_tok_vocab_size(tok);
-        if (vocab > tv) {
-            rc = dlq_errf(err, DLQ_EFORMAT, "%s: file vocab %llu is larger than the tokenizer's %llu", path,
-                          (unsigned long long)vocab, (unsigned long long)tv);
+    if (tok_vocab) {
+        if (vocab > tok_vocab) {
+            rc = dlq_errf(err, DLQ_EFORMAT, "%s: file vocab %llu is larger than the model's/tokenizer's %u", path,
+                          (unsigned long long)vocab, tok_vocab);
             goto fail;
         }
-        if (!vocab) vocab = tv;
+        if (!vocab) vocab = tok_vocab;
     }
     if (rows == 0) {
         rc = dlq_errf(err, DLQ_EFORMAT, "%s: no rows", path);
@@ -103,6 +102,24 @@ int dlq_data_open_tokens(dlq_dataset **out, const char *path, const dlq_tokenize
         ids[i] = v;
     }
     dlq_mapfile_close(&mf);
+    *ids_out = ids;
+    *rows_out = rows;
+    *T_out = (uint32_t)fT;
+    if (vocab_out) *vocab_out = (uint32_t)vocab;
+    return DLQ_OK;
+fail:
+    dlq_mapfile_close(&mf);
+    return rc;
+}
+
+int dlq_data_open_tokens(dlq_dataset **out, const char *path, const dlq_tokenizer *tok, int T,
+                         double val_fraction, uint64_t seed, dlq_err *err) {
+    *out = NULL;
+    int32_t *ids;
+    uint64_t rows;
+    uint32_t fT;
+    int rc = dlq_tokens_read(path, T, tok ? (uint32_t)dlq_tok_vocab_size(tok) : 0, &ids, &rows, &fT, NULL, err);
+    if (rc) return rc;
     dlq_dataset *d;
     rc = dlq_data__new(&d, DLQ_DATA_TOKENS, (int)fT, err);
     if (rc) {
@@ -120,9 +137,6 @@ int dlq_data_open_tokens(dlq_dataset **out, const char *path, const dlq_tokenize
     }
     *out = d;
     return DLQ_OK;
-fail:
-    dlq_mapfile_close(&mf);
-    return rc;
 }
 
 int dlq_tokens_write(const char *path, const int32_t *ids, uint64_t n_rows, uint32_t T, uint32_t vocab,

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kernels/linear.h"
+#include "model/forward.h"
 #include "nn/nn.h"
 
 const char *const dlq_proj_names[DLQ_N_PROJ] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
@@ -46,8 +47,19 @@ static const dlq_weight *base_bias(const dlq_layer *L, int p) {
     return p == DLQ_P_Q ? &L->bq : p == DLQ_P_K ? &L->bk : p == DLQ_P_V ? &L->bv : NULL;
 }
 
+int dlq_loss_parse(const char *s, dlq_loss_kind *k) {
+    if (!strcmp(s, "ce")) *k = DLQ_LOSS_CE;
+    else if (!strcmp(s, "kl")) *k = DLQ_LOSS_KL;
+    else if (!strcmp(s, "ce+kl") || !strcmp(s, "kl+ce")) *k = DLQ_LOSS_CE_KL;
+    else return -1;
+    return 0;
+}
+
+const char *dlq_loss_name(dlq_loss_kind k) { return k == DLQ_LOSS_KL ? "kl" : k == DLQ_LOSS_CE_KL ? "ce+kl" : "ce"; }
+
 void dlq_tmodel_destroy(dlq_tmodel *tm) {
     if (!tm) return;
+    dlq_state_destroy(tm->teacher);
     dlq_params_free(&tm->params);
     free(tm->layers);
     free(tm->qs);
@@ -281,6 +293,10 @@ int dlq_tmodel_create(dlq_tmodel **out, const dlq_model *base, const dlq_tmodel_
         TAKE(tm->dq, BT * qd); TAKE(tm->datt, BT * qd); TAKE(tm->dk, BT * kvd); TAKE(tm->dv, BT * kvd);
         TAKE(tm->dh1, BT * H); TAKE(tm->dh2, BT * H);
         TAKE(tm->logits, (int64_t)tm->head_chunk * c->vocab_size);
+        if (opt->loss != DLQ_LOSS_CE) {
+            TAKE(tm->t_hidden, BT * D); TAKE(tm->t_norm, (int64_t)tm->head_chunk * D);
+            TAKE(tm->t_logits, (int64_t)tm->head_chunk * c->vocab_size); TAKE(tm->t_out_norm, D);
+        }
         TAKE(tm->attn_scratch, (int64_t)dlq_attention_backward_scratch((int)T, c->n_heads));
         TAKE(tm->ws.scratch, (int64_t)dlq_linear_scratch_floats(max_in));
         TAKE(tm->ws.t, BT * r_alloc); TAKE(tm->ws.u, BT * r_alloc);
@@ -299,6 +315,11 @@ int dlq_tmodel_create(dlq_tmodel **out, const dlq_model *base, const dlq_tmodel_
         }
     }
     for (int64_t i = 0; i < BT; i++) tm->pos[i] = (int32_t)(i % T);
+    if (opt->loss != DLQ_LOSS_CE) {
+        int rc2 = dlq_state_create(&tm->teacher, base, 1, (int)T, (int)T, err);
+        if (rc2) { dlq_tmodel_destroy(tm); return rc2; }
+        dlq_weight_row(&base->out_norm, 0, tm->t_out_norm);
+    }
     *out = tm;
     return DLQ_OK;
 }
@@ -413,10 +434,27 @@ static int run(dlq_tmodel *tm, const int32_t *tokens, const int32_t *targets, in
     double loss = 0;
     float scale = nv > 0 ? grad_scale / (float)nv : 0.0f;
     if (backward) memset(tm->dxn, 0, (size_t)(BT * D) * sizeof(float));
+    /* distillation: the teacher's final hidden states, one sequence at a time */
+    int distill = backward && tm->opt.loss != DLQ_LOSS_CE;
+    if (distill) {
+        int64_t T = tm->opt.T;
+        for (int b = 0; b < tm->opt.B; b++) {
+            int rc2 = dlq_forward(tm->base, tm->teacher, tokens + b * T, 1, (int)T, 0, NULL, 0, err);
+            if (rc2) { free(cs); free(sn); return rc2; }
+            memcpy(tm->t_hidden + b * T * D, tm->teacher->x, (size_t)(T * D) * sizeof(float));
+        }
+    }
+    float w_ce = tm->opt.loss == DLQ_LOSS_KL ? 0.0f : 1.0f, w_kl = tm->opt.loss == DLQ_LOSS_CE ? 0.0f : 1.0f;
     for (int64_t r0 = 0; r0 < BT; r0 += tm->head_chunk) {
         int64_t nr = BT - r0 < tm->head_chunk ? BT - r0 : tm->head_chunk;
         dlq_tl_forward(&tm->head, tm->logits, tm->xnf + r0 * D, nr, &tm->ws);
-        loss += dlq_xent_forward_backward(tm->logits, tm->logits, targets + r0, nr, (int)V, scale);
+        if (distill) {
+            dlq_rmsnorm_forward(tm->t_norm, tm->t_hidden + r0 * D, tm->t_out_norm, nr, (int)D, c->norm_eps);
+            dlq_linear(tm->t_logits, (int)V, tm->t_norm, nr, &tm->base->lm_head, NULL, tm->teacher->wscratch);
+            loss += dlq_kl_forward_backward(tm->logits, tm->logits, tm->t_logits, targets + r0, nr, (int)V, scale, w_ce,
+                                            w_kl);
+        } else
+            loss += dlq_xent_forward_backward(tm->logits, tm->logits, targets + r0, nr, (int)V, scale);
         if (backward) dlq_tl_backward(&tm->head, tm->dxn + r0 * D, tm->logits, tm->xnf + r0 * D, nr, &tm->ws);
     }
     *loss_sum = loss;

@@ -24,6 +24,13 @@ int dlq_parse_targets(const char *s, unsigned *mask, dlq_err *err);
 typedef enum dlq_train_mode { DLQ_MODE_FULL = 0, DLQ_MODE_LORA = 1, DLQ_MODE_QUANT = 2 } dlq_train_mode;
 typedef enum dlq_lora_init { DLQ_LORA_KAIMING = 0, DLQ_LORA_GAUSSIAN = 1 } dlq_lora_init;
 
+/* Training objective: next-token cross-entropy on the data, KL divergence to
+ * the frozen base model's distribution (LLM-QAT distillation), or their sum.
+ * Validation (dlq_tmodel_eval) always reports cross-entropy. */
+typedef enum dlq_loss_kind { DLQ_LOSS_CE = 0, DLQ_LOSS_KL = 1, DLQ_LOSS_CE_KL = 2 } dlq_loss_kind;
+int dlq_loss_parse(const char *s, dlq_loss_kind *k);   /* "ce" | "kl" | "ce+kl"; 0 on success */
+const char *dlq_loss_name(dlq_loss_kind k);
+
 typedef struct dlq_tmodel_opts {
     dlq_train_mode mode;
     int lora_r;
@@ -41,6 +48,7 @@ typedef struct dlq_tmodel_opts {
     int lsq;               /* LSQ gradient scale for s */
     int full_qat;          /* LLM-QAT-style full QAT: every targeted W trainable (fp32 copy) through the fake-quantizer */
     int qalora;            /* QA-LoRA: LoRA on group-pooled inputs over the frozen quantized base (src/quant/qalora.h) */
+    dlq_loss_kind loss;    /* training objective (teacher = the frozen base model) */
 } dlq_tmodel_opts;
 
 /* Trainable sets for the quantization phases (dlq_tmodel_set_trainable). */
@@ -76,6 +84,11 @@ typedef struct dlq_tmodel {
     float *attn_scratch;
     dlq_tl_ws ws;
     int head_chunk;                 /* rows of logits computed at once */
+    /* distillation (loss != CE): the base model's inference forward, one
+     * sequence at a time (its KV cache holds one sequence), final hidden
+     * states kept for the chunked teacher head */
+    struct dlq_state *teacher;
+    float *t_hidden, *t_norm, *t_logits, *t_out_norm;
     void *mem;                      /* owner of the activation buffers */
     size_t act_bytes;
 } dlq_tmodel;
