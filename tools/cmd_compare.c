@@ -18,6 +18,7 @@
 
 #include "cli.h"
 #include "core/mapfile.h"
+#include "train/data.h"
 
 static void usage(void) {
     printf("usage: dlqat compare --model M --bits N --group G --data F (--eval-text F | --eval-tokens F) --out DIR [options]\n"
@@ -26,6 +27,7 @@ static void usage(void) {
            "  --phase1-steps N --steps N   the step budget: every trained method and the control get N1 + N2 steps\n"
            "                          (DL-QAT and full QAT: N1 on s,b then N2; QA-LoRA and the control: N1 + N2 on LoRA)\n"
            "  --batch B --seq T --lr LR --lr-sb LR --rank R --alpha A --seed S --calib N --act-order --recompute\n"
+           "  --lr-qat LR             full QAT's weight learning rate (default 5e-5: the LoRA rate moves every weight too far)\n"
            "  --ctx N --eval-windows N   perplexity window (default: the model's context) and window cap\n"
            "  --tasks LIST            task accuracy (needs the evaluation harness, `dlqat eval`)\n"
            "  --dry-run               print the commands only\n"
@@ -125,13 +127,40 @@ static void write_bars(const char *path, method *ms, int n, const char *title) {
     fclose(f);
 }
 
+/* Text training data is tokenized once, here, into DIR/train.tok (rows of T
+ * consecutive tokens, the first row starting with BOS as the text loader
+ * does): every run then reads the same token rows, and the runs' peak RSS
+ * measures training rather than the tokenizer's transient memory on a large
+ * text (which is the same for every method and larger than the training
+ * state of a small model). */
+static int pretokenize(const char *model, const char *data, int T, const char *path) {
+    if (!access(path, R_OK)) return 0;
+    dlq_model *m;
+    if (cli_load_model(&m, model, NULL, NULL)) return 1;
+    if (!m->tok) { fprintf(stderr, "dlqat compare: %s has no tokenizer\n", model); dlq_model_destroy(m); return 1; }
+    size_t len, n = 0;
+    char *buf = cli_read_text(data, &len);
+    int32_t *ids = NULL;
+    dlq_err err = {0};
+    int rc = dlq_tok_encode(m->tok, buf, len, 1, &ids, &n, &err);
+    free(buf);
+    uint64_t rows = n / (size_t)T;
+    if (!rc && rows == 0) rc = dlq_errf(&err, DLQ_EINVAL, "%s: %zu tokens, less than one row of %d", data, n, T);
+    if (!rc) rc = dlq_tokens_write(path, ids, rows, (uint32_t)T, (uint32_t)m->cfg.vocab_size, &err);
+    if (rc) fprintf(stderr, "dlqat compare: %s\n", err.msg);
+    else fprintf(stderr, "[compare] tokenized %s: %zu tokens -> %s (%llu rows of %d)\n", data, n, path, (unsigned long long)rows, T);
+    free(ids);
+    dlq_model_destroy(m);
+    return rc ? 1 : 0;
+}
+
 int cmd_compare(int argc, char **argv) {
     cli_args a = {argc, argv, 0, "compare", 0};
     const char *model = NULL, *data = NULL, *eval_text = NULL, *eval_tokens = NULL, *out = NULL, *tasks = NULL;
     const char *methods = "rtn,gptq,qalora,qat,dlqat", *group = "128";
     long long p1 = 100, p2 = 200, calib = 128, eval_windows = 0, seed = 1;
     int bits = 3, B = 8, T = 128, rank = 16, ctx = 0, act_order = 0, recompute = 0, dry = 0;
-    double lr = 5e-4, lr_sb = 1e-4, alpha = 16;
+    double lr = 5e-4, lr_sb = 1e-4, lr_qat = 5e-5, alpha = 16;
     while (cli_next(&a)) {
         if (cli_is(&a, "--help", "-h")) { usage(); return 0; }
         else if (cli_is(&a, "--model", "-m")) model = cli_str(&a);
@@ -149,6 +178,7 @@ int cmd_compare(int argc, char **argv) {
         else if (cli_is(&a, "--seq", NULL)) T = (int)cli_int(&a, 2, 1 << 20);
         else if (cli_is(&a, "--lr", NULL)) lr = cli_num(&a, 0, 10);
         else if (cli_is(&a, "--lr-sb", NULL)) lr_sb = cli_num(&a, 0, 10);
+        else if (cli_is(&a, "--lr-qat", NULL)) lr_qat = cli_num(&a, 0, 10);
         else if (cli_is(&a, "--rank", "-r")) rank = (int)cli_int(&a, 1, 4096);
         else if (cli_is(&a, "--alpha", NULL)) alpha = cli_num(&a, 1e-6, 1e6);
         else if (cli_is(&a, "--seed", NULL)) seed = cli_int(&a, 0, 1LL << 62);
@@ -188,8 +218,21 @@ int cmd_compare(int argc, char **argv) {
         }
     }
     if (mkdir(out, 0755) && !dlq_path_is_dir(out)) { fprintf(stderr, "dlqat compare: cannot create %s: %s\n", out, strerror(errno)); return 1; }
+    char tokpath[1200];
+    const char *data_src = data;
+    {
+        dlq_err err = {0};
+        const char *fmt = dlq_data_detect(data, &err);
+        if (!fmt) { fprintf(stderr, "dlqat compare: %s\n", err.msg); return 1; }
+        if (!strcmp(fmt, "text") && !dry) {
+            snprintf(tokpath, sizeof tokpath, "%s/train.tok", out);
+            if (pretokenize(model, data, T, tokpath)) return 1;
+            data = tokpath;
+        }
+    }
     char gtag[32];
-    snprintf(gtag, sizeof gtag, "%s", !strcmp(group, "channel") ? "per-channel" : group);
+    if (!strcmp(group, "channel")) snprintf(gtag, sizeof gtag, "per-channel");
+    else snprintf(gtag, sizeof gtag, "g%s", group);
     long long steps = p1 + p2;
     char buf[64];
     for (int i = 0; i < nm; i++) {
@@ -242,7 +285,7 @@ int cmd_compare(int argc, char **argv) {
             if (m->trained) {
                 AF(&av, "--phase1-steps", "%lld", p1);
                 AF(&av, "--steps", "%lld", p2);
-                AF(&av, "--lr", "%g", lr);
+                AF(&av, "--lr", "%g", !strcmp(m->name, "qat") ? lr_qat : lr);
                 AF(&av, "--lr-sb", "%g", lr_sb);
                 AF(&av, "--rank", "%d", rank);
                 AF(&av, "--alpha", "%g", alpha);
@@ -330,19 +373,19 @@ int cmd_compare(int argc, char **argv) {
     json_object_set_new(root, "model", json_string(model));
     json_object_set_new(root, "bits", json_integer(bits));
     json_object_set_new(root, "group", json_string(gtag));
-    json_object_set_new(root, "data", json_string(data));
+    json_object_set_new(root, "data", json_string(data_src));
     json_object_set_new(root, "eval", json_string(eval_text ? eval_text : eval_tokens));
-    json_object_set_new(root, "budget", json_pack("{s:I, s:I, s:i, s:i, s:f, s:f, s:i, s:f, s:I, s:I}", "phase1_steps", (json_int_t)p1, "steps",
-                                                  (json_int_t)p2, "batch", B, "seq", T, "lr", lr, "lr_sb", lr_sb, "rank", rank,
+    json_object_set_new(root, "budget", json_pack("{s:I, s:I, s:i, s:i, s:f, s:f, s:f, s:i, s:f, s:I, s:I}", "phase1_steps", (json_int_t)p1, "steps",
+                                                  (json_int_t)p2, "batch", B, "seq", T, "lr", lr, "lr_sb", lr_sb, "lr_qat", lr_qat, "rank", rank,
                                                   "alpha", alpha, "calib", (json_int_t)calib, "seed", (json_int_t)seed));
     char mdp[1200];
     snprintf(mdp, sizeof mdp, "%s/compare.md", out);
     FILE *md = fopen(mdp, "w");
     if (!md) { fprintf(stderr, "dlqat compare: cannot write %s\n", mdp); json_decref(root); return 1; }
-    fprintf(md, "# %s: W%d %s\n\nTraining data `%s`; %lld steps per trained method (DL-QAT / full QAT: %lld on s,b + %lld; "
-                "QA-LoRA and the control: %lld on LoRA), batch %d x %d tokens, lr %g (s,b: %g), LoRA r %d alpha %g, seed %lld; "
+    fprintf(md, "# %s: W%d %s\n\nTraining data `%s`%s; %lld steps per trained method (DL-QAT / full QAT: %lld on s,b + %lld; "
+                "QA-LoRA and the control: %lld on LoRA), batch %d x %d tokens, lr %g (s,b: %g; full QAT weights: %g), LoRA r %d alpha %g, seed %lld; "
                 "GPTQ: %lld calibration sequences%s. Perplexity on `%s`%s.\n\n",
-            model, bits, gtag, data, steps, p1, p2, steps, B, T, lr, lr_sb, rank, alpha, seed, calib, act_order ? ", act-order" : "",
+            model, bits, gtag, data_src, data != data_src ? " (tokenized once into train.tok, rows of --seq tokens)" : "", steps, p1, p2, steps, B, T, lr, lr_sb, lr_qat, rank, alpha, seed, calib, act_order ? ", act-order" : "",
             eval_text ? eval_text : eval_tokens, ctx ? "" : " (windows of the model's context)");
     fprintf(md, "| method | ppl | vs FP | vs control | trainable params | peak RSS (MiB) | wall (s) |\n|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < nm; i++) {
