@@ -11,6 +11,7 @@
 #include "eval/ppl.h"
 #include "quant/export.h"
 #include "quant/gptq.h"
+#include "quant/nf4.h"
 #include "train/checkpoint.h"
 #include "train/metrics.h"
 #include "train/trainer.h"
@@ -25,6 +26,7 @@ static void usage(void) {
            "  --calib N --act-order --damp F --gptq-block N   GPTQ: calibration sequences of --seq tokens (128),\n"
            "                          decreasing-Hessian column order (static groups), dampening (0.01), block (128)\n"
            "  --recompute             recompute activations in the backward (less memory)\n"
+           "  --method nf4-lora       QLoRA: NF4 base (--nf4-block N, 64; --double-quant) + LoRA kept beside it in the .dlq\n"
            "  --data FILE             training data (text, Alpaca JSON or token file; --data-format to force)\n"
            "  --phase1-steps N        phase 1: train scale s and offset b (default 1000)\n"
            "  --steps N               phase 2: train magnitude m and LoRA A, B jointly (default 1000)\n"
@@ -124,6 +126,8 @@ int cmd_quantize(int argc, char **argv) {
     long long p1 = 1000, p2 = 1000, msteps = 0, eval_windows = 0;
     int stages = 2, resume = 0, ctx = 0, bits_set = 0, seq_set = 0, base_gptq = 0;
     long long calib = 128;
+    int nf4_block = 64, nf4_dq = 0;
+    dlq_nf4_model nf4 = {0};
     dlq_gptq_opts gopt;
     dlq_gptq_opts_default(&gopt);
     double lr = 2e-4, lr_sb = 0, lr_m = 0, lr_ab = 0, val_fraction = 0.05;
@@ -134,8 +138,8 @@ int cmd_quantize(int argc, char **argv) {
         else if (cli_is(&a, "--method", NULL)) {
             method = cli_str(&a);
             if (strcmp(method, "rtn") && strcmp(method, "dlqat") && strcmp(method, "gptq") && strcmp(method, "qalora") &&
-                strcmp(method, "qat")) {
-                fprintf(stderr, "dlqat quantize: --method must be rtn, dlqat, gptq, qalora or qat, got '%s'\n", method);
+                strcmp(method, "qat") && strcmp(method, "nf4-lora")) {
+                fprintf(stderr, "dlqat quantize: --method must be rtn, dlqat, gptq, qalora, qat or nf4-lora, got '%s'\n", method);
                 return 2;
             }
         } else if (cli_is(&a, "--base", NULL)) {
@@ -145,6 +149,8 @@ int cmd_quantize(int argc, char **argv) {
             else { fprintf(stderr, "dlqat quantize: --base must be rtn or gptq\n"); return 2; }
         } else if (cli_is(&a, "--calib", NULL)) calib = cli_int(&a, 1, 1 << 24);
         else if (cli_is(&a, "--act-order", NULL)) gopt.act_order = 1;
+        else if (cli_is(&a, "--nf4-block", NULL)) nf4_block = (int)cli_int(&a, 2, 1 << 20);
+        else if (cli_is(&a, "--double-quant", NULL)) nf4_dq = 1;
         else if (cli_is(&a, "--damp", NULL)) gopt.percdamp = cli_num(&a, 1e-9, 10);
         else if (cli_is(&a, "--gptq-block", NULL)) gopt.blocksize = (int)cli_int(&a, 1, 1 << 20);
         else if (cli_is(&a, "--recompute", NULL)) { o.recompute = 1;
@@ -210,8 +216,11 @@ int cmd_quantize(int argc, char **argv) {
     if (!model || !out) { fprintf(stderr, "dlqat quantize: --model and --out are required\n"); return 2; }
     if (!bits_set) fprintf(stderr, "[quantize] --bits not given: using %d\n", o.qspec.bits);
     int is_gptq = !strcmp(method, "gptq"), is_qat = !strcmp(method, "qat"), is_qalora = !strcmp(method, "qalora");
+    int is_nf4 = !strcmp(method, "nf4-lora");
+    if (is_nf4 && (base_gptq || stages == 3)) { fprintf(stderr, "dlqat quantize: nf4-lora has its own base and one stage (LoRA)\n"); return 2; }
+    if (is_nf4) { o.mode = DLQ_MODE_LORA; o.qspec.bits = 4; o.qspec.group = nf4_block; bits_set = 1; }
     if (is_gptq) base_gptq = 1;
-    int trained_method = !strcmp(method, "dlqat") || is_qat || is_qalora;
+    int trained_method = !strcmp(method, "dlqat") || is_qat || is_qalora || is_nf4;
     int train = trained_method && (p1 + p2 + msteps) > 0;
     if ((train || base_gptq) && !data) {
         fprintf(stderr, "dlqat quantize: --method %s needs --data (or use --method rtn)\n", method);
@@ -264,6 +273,7 @@ int cmd_quantize(int argc, char **argv) {
         if (erc) { fprintf(stderr, "dlqat quantize: %s: %s\n", eval_text, err.msg); goto done; }
     }
     if (dlq_tmodel_create(&tm, m, &o, &err)) { fprintf(stderr, "dlqat quantize: %s\n", err.msg); goto done; }
+    if (is_nf4 && dlq_nf4_tmodel_init(tm, &nf4, nf4_block, nf4_dq, &err)) { fprintf(stderr, "dlqat quantize: NF4: %s\n", err.msg); goto done; }
     int64_t nparams = dlq_model_n_params(m);
     size_t n_sb = dlq_tmodel_count(tm, DLQ_TRAIN_SB), n_m = dlq_tmodel_count(tm, DLQ_TRAIN_M), n_ab = dlq_tmodel_count(tm, DLQ_TRAIN_AB);
     fprintf(stderr, "[quantize] %s W%d %s on %s (%lld parameters); targets:", method, o.qspec.bits,
@@ -271,7 +281,11 @@ int cmd_quantize(int argc, char **argv) {
     for (int p = 0; p < DLQ_N_PROJ; p++) if (o.targets >> p & 1u) fprintf(stderr, " %s", dlq_proj_names[p]);
     if (o.qspec.group) fprintf(stderr, "; group %d", o.qspec.group);
     fprintf(stderr, "\n");
-    if (train && is_qalora) {
+    if (train && is_nf4) {
+        fprintf(stderr, "[quantize] NF4 (block %d%s) + LoRA: %lld steps, %zu trainable parameters (%.3f%%)\n", nf4_block,
+                nf4_dq ? ", double quantization" : "", p1 + p2, dlq_params_trainable(&tm->params),
+                100.0 * dlq_params_trainable(&tm->params) / nparams);
+    } else if (train && is_qalora) {
         fprintf(stderr, "[quantize] QA-LoRA (A, B over the frozen %s base): %lld steps, %zu trainable parameters (%.3f%%)\n",
                 base_gptq ? "GPTQ" : "RTN", p1 + p2, n_ab, 100.0 * n_ab / nparams);
     } else if (train && is_qat) {
@@ -300,8 +314,9 @@ int cmd_quantize(int argc, char **argv) {
         }
         dlq_model_destroy(fq);
         fq = NULL;
-        fprintf(stderr, "[quantize] eval on %s (%lld tokens): FP ppl %.4f, RTN ppl %.4f\n",
-                eval_tokens ? eval_tokens : eval_text ? eval_text : "held-out rows of --data", (long long)ntok, exp(nll_fp), exp(nll_rtn));
+        fprintf(stderr, "[quantize] eval on %s (%lld tokens): FP ppl %.4f, %s ppl %.4f\n",
+                eval_tokens ? eval_tokens : eval_text ? eval_text : "held-out rows of --data", (long long)ntok, exp(nll_fp),
+                is_nf4 ? "NF4" : "RTN", exp(nll_rtn));
     }
     if (base_gptq) {
         double tg = cli_now();
@@ -332,9 +347,10 @@ int cmd_quantize(int argc, char **argv) {
         typedef struct { const char *name; unsigned mask; long long steps; double lr_main, lr_m_mult; } phase_t;
         phase_t ph[3];
         int nph = 0;
-        if (is_qalora) ph[nph++] = (phase_t){"qalora-ab", DLQ_TRAIN_AB, p1 + p2, lr_or(lr_ab, lr), 1};
+        if (is_nf4) ph[nph++] = (phase_t){"nf4-lora", DLQ_TRAIN_AB, p1 + p2, lr_or(lr_ab, lr), 1};
+        else if (is_qalora) ph[nph++] = (phase_t){"qalora-ab", DLQ_TRAIN_AB, p1 + p2, lr_or(lr_ab, lr), 1};
         else ph[nph++] = (phase_t){"phase1-sb", DLQ_TRAIN_SB, p1, lr_or(lr_sb, lr), 1};
-        if (is_qalora) {
+        if (is_qalora || is_nf4) {
         } else if (is_qat) {
             ph[nph++] = (phase_t){"phase2-w", DLQ_TRAIN_W, p2, lr, 1};
         } else if (stages == 3) {
@@ -385,7 +401,9 @@ int cmd_quantize(int argc, char **argv) {
     snprintf(meta, sizeof meta, "{\"source\": \"%s\", \"phase1_steps\": %lld, \"steps\": %lld, \"m_steps\": %lld, \"rank\": %d, "
              "\"alpha\": %g, \"batch\": %d, \"seq\": %d, \"lr\": %g, \"loss\": \"%s\"}", model, p1, p2, msteps, o.lora_r, o.lora_alpha, o.B, o.T, lr,
              dlq_loss_name(o.loss));
-    if (dlq_quant_export_dlq(tm, out, method, meta, &err)) { fprintf(stderr, "dlqat quantize: %s\n", err.msg); goto done; }
+    if (is_nf4) {
+        if (dlq_nf4_export_dlq(tm, &nf4, out, meta, &err)) { fprintf(stderr, "dlqat quantize: %s\n", err.msg); goto done; }
+    } else if (dlq_quant_export_dlq(tm, out, method, meta, &err)) { fprintf(stderr, "dlqat quantize: %s\n", err.msg); goto done; }
     fprintf(stderr, "[quantize] wrote %s\n", out);
     if (have_eval) {
         if (dlq_model_load(&qm, out, NULL, &err) || evaluate(qm, &ev, &nll_q, &ntok, &err)) {
@@ -396,13 +414,13 @@ int cmd_quantize(int argc, char **argv) {
     char gname[32];
     if (o.qspec.group) snprintf(gname, sizeof gname, "g%d", o.qspec.group);
     else snprintf(gname, sizeof gname, "per-channel");
-    size_t tp1 = !train ? 0 : is_qalora ? n_ab : n_sb;
-    size_t tp2 = !train || is_qalora ? 0 : is_qat ? dlq_tmodel_count(tm, DLQ_TRAIN_W) : n_m + n_ab;
-    const char *label = !strcmp(method, "dlqat") ? "DL-QAT" : is_qat ? "full QAT" : is_qalora ? "QA-LoRA" : is_gptq ? "GPTQ" : NULL;
+    size_t tp1 = !train ? 0 : is_nf4 ? dlq_params_trainable(&tm->params) : is_qalora ? n_ab : n_sb;
+    size_t tp2 = !train || is_qalora || is_nf4 ? 0 : is_qat ? dlq_tmodel_count(tm, DLQ_TRAIN_W) : n_m + n_ab;
+    const char *label = !strcmp(method, "dlqat") ? "DL-QAT" : is_qat ? "full QAT" : is_qalora ? "QA-LoRA" : is_gptq ? "GPTQ" : is_nf4 ? "NF4 + LoRA" : NULL;
     printf("| model | bits | group | ppl |\n|---|---|---|---|\n");
     if (have_eval) {
         printf("| FP | 16 | - | %.4f |\n", exp(nll_fp));
-        printf("| RTN | %d | %s | %.4f |\n", o.qspec.bits, gname, exp(nll_rtn));
+        printf("| %s | %d | %s | %.4f |\n", is_nf4 ? "NF4 (no LoRA)" : "RTN", o.qspec.bits, gname, exp(nll_rtn));
         if (label) printf("| %s | %d | %s | %.4f |\n", label, o.qspec.bits, gname, exp(nll_q));
     }
     if (json) {
@@ -443,6 +461,7 @@ done:
     free(ev.ids);
     dlq_model_destroy(qm);
     dlq_model_destroy(fq);
+    dlq_nf4_model_free(&nf4);
     dlq_tmodel_destroy(tm);
     free(gptq_w);
     if (ds) dlq_data_close(ds);

@@ -35,6 +35,11 @@ static int add_dense_w(dlq_file_writer *fw, const char *name, const dlq_weight *
 
 int dlq_quant_export_dlq(const dlq_tmodel *tm, const char *path, const char *method, const char *metadata_json,
                          dlq_err *err) {
+    return dlq_export_dlq_with(tm, path, method, NULL, metadata_json, NULL, NULL, err);
+}
+
+int dlq_export_dlq_with(const dlq_tmodel *tm, const char *path, const char *method, const char *quant_json,
+                        const char *metadata_json, dlq_proj_export_fn fn, void *user, dlq_err *err) {
     const dlq_model *m = tm->base;
     const dlq_config *c = &tm->cfg;
     dlq_file_writer *fw;
@@ -53,7 +58,7 @@ int dlq_quant_export_dlq(const dlq_tmodel *tm, const char *path, const char *met
                            "rounding", "half-to-even", "targets", targets, "symmetric", tm->opt.qspec.sym,
                            "integer_zero", tm->opt.qspec.int_zero);
     (void)group;
-    char *qs = json_dumps(qj, JSON_COMPACT);
+    char *qs = quant_json ? strdup(quant_json) : json_dumps(qj, JSON_COMPACT);
     json_decref(qj);
     if (!rc) rc = dlq_file_set_json(fw, "quant", qs, err);
     free(qs);
@@ -76,7 +81,9 @@ int dlq_quant_export_dlq(const dlq_tmodel *tm, const char *path, const char *met
         for (int p = 0; p < DLQ_N_PROJ && !rc; p++) {
             const dlq_tlinear *T = &tm->layers[l].p[p];
             snprintf(n, sizeof n, "model.layers.%d.%s.%s.weight", l, dlq_proj_module[p], dlq_proj_names[p]);
-            if (T->kind == DLQ_TL_QUANT || T->kind == DLQ_TL_QALORA) {
+            if (fn && T->kind != DLQ_TL_FROZEN) {
+                rc = fn(user, fw, n, l, p, err);
+            } else if (T->kind == DLQ_TL_QUANT || T->kind == DLQ_TL_QALORA) {
                 if (T->kind == DLQ_TL_QALORA) dlq_qalora_merge_layer(T, wp, q, sc, bi);
                 else dlq_quant_merge_layer(T, wp, q, sc, bi);
                 rc = dlq_file_add_packed(fw, n, T->q->spec.bits, dlq_qgroup_size(T->in, T->q->spec.group), T->out, T->in, q,
