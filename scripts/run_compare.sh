@@ -4,9 +4,9 @@
 # evaluation, by `dlqat compare`. Needs ../shared for the full text (DATA /
 # VALID; the repo's data/sample files work too).
 #   sh scripts/run_compare.sh [WORKROOT]
-# Environment: P1 (phase-1 steps, 50), P2 (phase-2 steps, 100), B (8), T (128),
+# Environment: P1 (phase-1 steps, 30), P2 (phase-2 steps, 70), B (8), T (64),
 # LR (5e-4), LRSB (1e-4), LRQAT (5e-5), WINDOWS (perplexity windows of 512
-# tokens, 100), CONFIGS ("3:64 4:128"), PARALLEL (1: the configurations run at
+# tokens, 40), CONFIGS ("3:64 4:128"), PARALLEL (1: the configurations run at
 # the same time, one thread each; 0: one after the other with all threads),
 # EXTRA (more compare flags; default --recompute).
 # Everything goes to WORKROOT/compare-wNgG (default out/); the small files
@@ -19,8 +19,8 @@ WORK=${1:-out}
 DATA=${DATA:-../shared/data/text/english-mix/train.txt}
 VALID=${VALID:-../shared/data/text/english-mix/valid.txt}
 M=models/english-mix-7M
-P1=${P1:-50}; P2=${P2:-100}; B=${B:-8}; T=${T:-128}; LR=${LR:-5e-4}; LRSB=${LRSB:-1e-4}; LRQAT=${LRQAT:-5e-5}
-WINDOWS=${WINDOWS:-100}; CONFIGS=${CONFIGS:-"3:64 4:128"}; PARALLEL=${PARALLEL:-1}; EXTRA=${EXTRA:---recompute}
+P1=${P1:-30}; P2=${P2:-70}; B=${B:-8}; T=${T:-64}; LR=${LR:-5e-4}; LRSB=${LRSB:-1e-4}; LRQAT=${LRQAT:-5e-5}
+WINDOWS=${WINDOWS:-40}; CONFIGS=${CONFIGS:-"3:64 4:128"}; PARALLEL=${PARALLEL:-1}; EXTRA=${EXTRA:---recompute}
 mkdir -p "$WORK"
 uptime
 one() {

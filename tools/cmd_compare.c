@@ -29,7 +29,8 @@ static void usage(void) {
            "  --batch B --seq T --lr LR --lr-sb LR --rank R --alpha A --seed S --calib N --act-order --recompute\n"
            "  --lr-qat LR             full QAT's weight learning rate (default 5e-5: the LoRA rate moves every weight too far)\n"
            "  --ctx N --eval-windows N   perplexity window (default: the model's context) and window cap\n"
-           "  --tasks LIST            task accuracy (needs the evaluation harness, `dlqat eval`)\n"
+           "  --tasks LIST            task accuracy of every output by `dlqat eval` (the evaluation harness; docs/eval.md)\n"
+           "  --task-data DIR --task-limit N   its data folder (default ../shared/data/tasks) and items per task\n"
            "  --dry-run               print the commands only\n"
            "Writes DIR/compare.md, DIR/compare.json, DIR/ppl.svg, DIR/loss.svg and one folder / log per run.\n");
 }
@@ -96,6 +97,7 @@ typedef struct method {
     long rss_kb;
     long long trainable;
     int ok;
+    json_t *tasks;           /* results of `dlqat eval` (or NULL) */
 } method;
 
 static const char *label_of(const char *m) {
@@ -157,6 +159,8 @@ static int pretokenize(const char *model, const char *data, int T, const char *p
 int cmd_compare(int argc, char **argv) {
     cli_args a = {argc, argv, 0, "compare", 0};
     const char *model = NULL, *data = NULL, *eval_text = NULL, *eval_tokens = NULL, *out = NULL, *tasks = NULL;
+    const char *task_data = "../shared/data/tasks";
+    long long task_limit = 0;
     const char *methods = "rtn,gptq,qalora,qat,dlqat", *group = "128";
     long long p1 = 100, p2 = 200, calib = 128, eval_windows = 0, seed = 1;
     int bits = 3, B = 8, T = 128, rank = 16, ctx = 0, act_order = 0, recompute = 0, dry = 0;
@@ -171,6 +175,8 @@ int cmd_compare(int argc, char **argv) {
         else if (cli_is(&a, "--eval-text", NULL)) eval_text = cli_str(&a);
         else if (cli_is(&a, "--eval-tokens", NULL)) eval_tokens = cli_str(&a);
         else if (cli_is(&a, "--tasks", NULL)) tasks = cli_str(&a);
+        else if (cli_is(&a, "--task-data", NULL)) task_data = cli_str(&a);
+        else if (cli_is(&a, "--task-limit", NULL)) task_limit = cli_int(&a, 1, 1LL << 30);
         else if (cli_is(&a, "--out", "-o")) out = cli_str(&a);
         else if (cli_is(&a, "--phase1-steps", NULL)) p1 = cli_int(&a, 0, 1LL << 40);
         else if (cli_is(&a, "--steps", NULL)) p2 = cli_int(&a, 0, 1LL << 40);
@@ -195,9 +201,13 @@ int cmd_compare(int argc, char **argv) {
         return 2;
     }
     if (eval_tokens && ctx) { fprintf(stderr, "dlqat compare: --ctx does not apply to --eval-tokens (the file's rows are the windows)\n"); return 2; }
-    if (tasks) {
-        fprintf(stderr, "dlqat compare: --tasks needs the evaluation harness (`dlqat eval`, issue 5), which this build does not have\n");
-        return 2;
+    if (tasks && !dry) { /* the harness is a subcommand of this binary: check that this build has it */
+        char *hv[] = {"dlqat", "eval", "--help", NULL};
+        run_res hr = spawn(hv, "/dev/null", 0);
+        if (!hr.ok) {
+            fprintf(stderr, "dlqat compare: --tasks needs the evaluation harness (`dlqat eval`), which this build does not have\n");
+            return 2;
+        }
     }
     method ms[16];
     int nm = 0;
@@ -339,6 +349,28 @@ int cmd_compare(int argc, char **argv) {
                 json_decref(pj);
             }
         }
+        /* task accuracy */
+        if (m->ok && tasks) {
+            char ej[1200];
+            snprintf(ej, sizeof ej, "%s/%s.eval.json", out, m->name);
+            json_t *e = load_json(ej);
+            if (!e) {
+                A(&av, "dlqat");
+                A(&av, "eval");
+                AF(&av, "--model", "%s", m->model_path);
+                AF(&av, "--tasks", "%s", tasks);
+                AF(&av, "--data", "%s", task_data);
+                if (task_limit) AF(&av, "--limit", "%lld", task_limit);
+                AF(&av, "--json", "%s", ej);
+                run_res r = spawn(av.v, log, dry);
+                afree(&av);
+                e = r.ok ? load_json(ej) : NULL;
+            }
+            if (e) {
+                m->tasks = json_incref(json_object_get(e, "results"));
+                json_decref(e);
+            }
+        }
         /* trainable parameters */
         if (is_ctl) {
             snprintf(buf, sizeof buf, "%s", "");
@@ -387,7 +419,20 @@ int cmd_compare(int argc, char **argv) {
                 "GPTQ: %lld calibration sequences%s. Perplexity on `%s`%s.\n\n",
             model, bits, gtag, data_src, data != data_src ? " (tokenized once into train.tok, rows of --seq tokens)" : "", steps, p1, p2, steps, B, T, lr, lr_sb, lr_qat, rank, alpha, seed, calib, act_order ? ", act-order" : "",
             eval_text ? eval_text : eval_tokens, ctx ? "" : " (windows of the model's context)");
-    fprintf(md, "| method | ppl | vs FP | vs control | trainable params | peak RSS (MiB) | wall (s) |\n|---|---|---|---|---|---|---|\n");
+    /* task columns: the accuracy entries of the first evaluated row */
+    const char *tnames[32];
+    int nt = 0;
+    for (int i = 0; i < nm && !nt; i++)
+        if (ms[i].tasks) {
+            const char *k;
+            json_t *v;
+            json_object_foreach(ms[i].tasks, k, v) if (json_object_get(v, "acc") && nt < 32) tnames[nt++] = k;
+        }
+    fprintf(md, "| method | ppl | vs FP | vs control | trainable params | peak RSS (MiB) | wall (s) |");
+    for (int t = 0; t < nt; t++) fprintf(md, " %s |", tnames[t]);
+    fprintf(md, "\n|---|---|---|---|---|---|---|");
+    for (int t = 0; t < nt; t++) fprintf(md, "---|");
+    fprintf(md, "\n");
     for (int i = 0; i < nm; i++) {
         method *m = &ms[i];
         json_t *r = json_pack("{s:s, s:s, s:b}", "method", m->name, "label", m->label, "ok", m->ok);
@@ -402,8 +447,15 @@ int cmd_compare(int argc, char **argv) {
         if (!m->ok) { fprintf(md, "| %s | failed | | | | | |\n", m->label); continue; }
         char tp[32] = "-";
         if (strcmp(m->name, "fp") && m->trainable >= 0) snprintf(tp, sizeof tp, "%lld", m->trainable);
-        fprintf(md, "| %s%s%s | %.3f | %+.2f%% | %.4f | %s | %.1f | %.1f |\n", !strcmp(m->name, "dlqat") ? "**" : "", m->label,
+        fprintf(md, "| %s%s%s | %.3f | %+.2f%% | %.4f | %s | %.1f | %.1f |", !strcmp(m->name, "dlqat") ? "**" : "", m->label,
                 !strcmp(m->name, "dlqat") ? "**" : "", m->ppl, 100.0 * (m->ppl / fp - 1), m->ppl / ctl, tp, m->rss_kb / 1024.0, m->wall_s);
+        for (int t = 0; t < nt; t++) {
+            json_t *acc = m->tasks ? json_object_get(json_object_get(m->tasks, tnames[t]), "acc") : NULL;
+            if (acc) fprintf(md, " %.4f |", json_number_value(acc));
+            else fprintf(md, " - |");
+        }
+        fprintf(md, "\n");
+        if (m->tasks) json_object_set(r, "tasks", m->tasks);
     }
     json_object_set_new(root, "rows", rows);
     if (rss_dlqat > 0 && rss_qat > 0) {
@@ -444,6 +496,7 @@ int cmd_compare(int argc, char **argv) {
     snprintf(plog, sizeof plog, "%s/plot.log", out);
     if (nlog) spawn(av.v, plog, 0);
     afree(&av);
+    for (int i = 0; i < nm; i++) json_decref(ms[i].tasks);
     char *md_text;
     size_t mdn;
     dlq_err err = {0};
