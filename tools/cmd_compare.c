@@ -22,7 +22,8 @@
 
 static void usage(void) {
     printf("usage: dlqat compare --model M --bits N --group G --data F (--eval-text F | --eval-tokens F) --out DIR [options]\n"
-           "  --methods LIST          comma-separated: rtn, gptq, qalora, qat, dlqat (default all five); the full-precision\n"
+           "  --methods LIST          comma-separated: rtn, gptq, qalora, qat, dlqat (default: these five), nf4-lora\n"
+           "                          (4-bit NF4, block 64, whatever --bits says); the full-precision\n"
            "                          model and the FP + LoRA control (same data and budget, no quantization) are always run\n"
            "  --phase1-steps N --steps N   the step budget: every trained method and the control get N1 + N2 steps\n"
            "                          (DL-QAT and full QAT: N1 on s,b then N2; QA-LoRA and the control: N1 + N2 on LoRA)\n"
@@ -102,7 +103,7 @@ typedef struct method {
 
 static const char *label_of(const char *m) {
     return !strcmp(m, "rtn") ? "RTN" : !strcmp(m, "gptq") ? "GPTQ" : !strcmp(m, "qalora") ? "QA-LoRA" : !strcmp(m, "qat") ? "full QAT"
-         : !strcmp(m, "dlqat") ? "DL-QAT" : !strcmp(m, "fp") ? "FP" : !strcmp(m, "control") ? "FP + LoRA (control)" : m;
+         : !strcmp(m, "dlqat") ? "DL-QAT" : !strcmp(m, "nf4-lora") ? "NF4 + LoRA (QLoRA)" : !strcmp(m, "fp") ? "FP" : !strcmp(m, "control") ? "FP + LoRA (control)" : m;
 }
 
 static void write_bars(const char *path, method *ms, int n, const char *title) {
@@ -218,8 +219,9 @@ int cmd_compare(int argc, char **argv) {
         char buf[256];
         snprintf(buf, sizeof buf, "%s", methods);
         for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
-            if (strcmp(t, "rtn") && strcmp(t, "gptq") && strcmp(t, "qalora") && strcmp(t, "qat") && strcmp(t, "dlqat")) {
-                fprintf(stderr, "dlqat compare: unknown method '%s' in --methods (rtn, gptq, qalora, qat, dlqat)\n", t);
+            if (strcmp(t, "rtn") && strcmp(t, "gptq") && strcmp(t, "qalora") && strcmp(t, "qat") && strcmp(t, "dlqat") &&
+                strcmp(t, "nf4-lora")) {
+                fprintf(stderr, "dlqat compare: unknown method '%s' in --methods (rtn, gptq, qalora, qat, dlqat, nf4-lora)\n", t);
                 return 2;
             }
             int dup = 0;
