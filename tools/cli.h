@@ -55,5 +55,7 @@ int cmd_ppl(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 #endif

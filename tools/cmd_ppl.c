@@ -80,7 +80,7 @@ report:    if (rc) { fprintf(stderr, "dlqat ppl: %s\n", err.msg); dlq_model_dest
     if (json) {
         json_t *o = json_pack("{s:f, s:f, s:I, s:I, s:i, s:s, s:s, s:f, s:f, s:I}", "ppl", r.ppl, "nll", r.nll, "tokens",
                               (json_int_t)r.tokens, "windows", (json_int_t)r.windows, "ctx", r.ctx, "model", model,
-                              tokens ? "tokens" : "text", text, "seconds", r.seconds, "tokens_per_s", r.tokens / r.seconds,
+                              tokens ? "tokens_file" : "text", text, "seconds", r.seconds, "tokens_per_s", r.tokens / r.seconds,
                               "peak_rss_kb", (json_int_t)cli_peak_rss_kb());
         char *s = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
         rc = cli_write_json(json, s);

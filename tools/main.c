@@ -14,11 +14,13 @@ static void usage(FILE *f) {
             "  info MODEL                     describe a model (HF folder, llama2.c .bin, .gguf)\n"
             "  ppl --model M --text FILE      perplexity (GPTQ protocol: non-overlapping windows)\n"
             "  generate --model M --prompt P  generate text (greedy or sampled)\n"
+            "  eval --model M --tasks LIST    lm-eval-style multiple choice, MMLU k-shot, WikiText-2 ppl\n"
             "  plot LOG [LOG ...] --out F.svg plot training curves from JSONL metrics logs\n"
             "  finetune --model M --data F --out DIR   full fine-tuning or LoRA (PEFT adapter)\n"
             "  quantize --model M --bits N --group G --data F --out OUT.dlq   RTN or DL-QAT to a low-bit .dlq\n"
             "  compare --model M --bits N --group G --data F --eval-text F --out DIR   all methods, one table\n"
             "  sample --model M --n N --len T --out F.tok   sample token rows (data-free QAT data)\n"
+            "  export --model M.dlq --format gguf|hf|gptq --out PATH   for llama.cpp / transformers / AutoGPTQ\n"
             "\n"
             "Run 'dlqat <command> --help' for a command's options.\n");
 }
@@ -33,10 +35,12 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "ppl")) return cmd_ppl(argc - 1, argv + 1);
     if (!strcmp(c, "generate")) return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(c, "plot")) return cmd_plot(argc - 1, argv + 1);
+    if (!strcmp(c, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(c, "finetune")) return cmd_finetune(argc - 1, argv + 1);
     if (!strcmp(c, "quantize")) return cmd_quantize(argc - 1, argv + 1);
     if (!strcmp(c, "compare")) return cmd_compare(argc - 1, argv + 1);
     if (!strcmp(c, "sample")) return cmd_sample(argc - 1, argv + 1);
+    if (!strcmp(c, "export")) return cmd_export(argc - 1, argv + 1);
     fprintf(stderr, "dlqat: unknown command '%s'\n\n", c);
     usage(stderr);
     return 2;

@@ -665,3 +665,57 @@ fail:
     dlq_peft_adapter_free(a);
     return rc;
 }
+
+/* --------------------------------------------- HF folder, tensors as given */
+
+int dlq_hf_write_folder(const char *dir, const dlq_config *cfg, dlq_dtype torch_dtype, const dlq_tensor_info *st, size_t n,
+                        const char *config_extra_json, const char *const *extra_names, const char *const *extra_texts,
+                        size_t n_extra, const char *tok_src, dlq_err *err) {
+    if (!dir || !cfg || (n && !st)) return dlq_errf(err, DLQ_EINVAL, "hf write: missing argument");
+    int rc = dlq_config_validate(cfg, dir, err);
+    if (rc) return rc;
+    if (tok_src && !dlq_path_is_dir(tok_src)) return dlq_errf(err, DLQ_EINVAL, "%s: tokenizer source is not a folder", tok_src);
+    json_t *extra = NULL;
+    if (config_extra_json) {
+        json_error_t je;
+        if (!(extra = json_loads(config_extra_json, 0, &je)) || !json_is_object(extra)) {
+            json_decref(extra);
+            return dlq_errf(err, DLQ_EINVAL, "%s: config extra is not a JSON object: %s", dir, je.text);
+        }
+    }
+    char tmp[2048];
+    if ((rc = make_tmp_dir(dir, tmp, sizeof tmp, err))) { json_decref(extra); return rc; }
+    char *cj = dlq_hf_config_json(cfg, torch_dtype);
+    json_t *co = cj ? json_loads(cj, JSON_PRESERVE_ORDER, NULL) : NULL;
+    free(cj);
+    if (!co) rc = dlq_errf(err, DLQ_ENOMEM, "%s: cannot build config.json", dir);
+    else {
+        if (extra) json_object_update(co, extra);
+        rc = write_json(tmp, "config.json", co, err);
+    }
+    json_decref(co);
+    json_decref(extra);
+    if (!rc) {
+        json_t *g = json_object();
+        json_object_set_new(g, "_from_model_config", json_true());
+        if (cfg->bos_id >= 0) json_object_set_new(g, "bos_token_id", json_integer(cfg->bos_id));
+        if (cfg->eos_id >= 0) json_object_set_new(g, "eos_token_id", json_integer(cfg->eos_id));
+        json_object_set_new(g, "transformers_version", json_string(TRANSFORMERS_VERSION));
+        rc = write_json(tmp, "generation_config.json", g, err);
+        json_decref(g);
+    }
+    char p[2048];
+    if (!rc && dlq_path_join(p, sizeof p, tmp, "model.safetensors")) rc = dlq_errf(err, DLQ_EINVAL, "%s: path too long", dir);
+    if (!rc) rc = dlq_st_write(p, st, n, "{\"format\": \"pt\"}", err);
+    for (size_t i = 0; !rc && i < n_extra; i++) rc = write_text(tmp, extra_names[i], extra_texts[i], err);
+    static const char *const tok_files[] = {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
+                                            "special_tokens_map.json", "added_tokens.json"};
+    for (size_t i = 0; tok_src && !rc && i < sizeof tok_files / sizeof tok_files[0]; i++) {
+        char src[2048];
+        if (dlq_path_join(src, sizeof src, tok_src, tok_files[i])) { rc = dlq_errf(err, DLQ_EINVAL, "%s: path too long", tok_src); break; }
+        if (dlq_path_exists(src)) rc = copy_file(src, tmp, tok_files[i], err);
+    }
+    if (!rc) rc = install_dir(tmp, dir, err);
+    if (rc) discard_tmp(tmp);
+    return rc;
+}

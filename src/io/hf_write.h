@@ -66,6 +66,15 @@ char *dlq_hf_config_json(const dlq_config *cfg, dlq_dtype dtype_out);
 int dlq_hf_write_model(const char *dir, const dlq_config *cfg, const dlq_hf_tensor *tensors, size_t n,
                        dlq_dtype dtype_out, const char *tokenizer_src_dir_or_NULL, dlq_err *err);
 
+/* The same folder (atomic, config.json + generation_config.json +
+ * model.safetensors + tokenizer files) with the safetensors tensors given as
+ * ready infos written as they are (any dtype: e.g. GPTQ's int32 qweight),
+ * config_extra_json (an object, or NULL) merged into config.json, and extra
+ * text files (name, text) added. torch_dtype names config.json's dtype. */
+int dlq_hf_write_folder(const char *dir, const dlq_config *cfg, dlq_dtype torch_dtype, const dlq_tensor_info *st, size_t n,
+                        const char *config_extra_json, const char *const *extra_names, const char *const *extra_texts,
+                        size_t n_extra, const char *tok_src, dlq_err *err);
+
 /* ---- PEFT LoRA adapters ---- */
 typedef struct dlq_peft_config {
     int r;

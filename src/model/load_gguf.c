@@ -1,11 +1,31 @@
-/* GGUF models (F32/F16/BF16 tensors): config from {arch}.* metadata, llama.cpp
- * tensor names, q/k rows of "llama" files permuted back from llama.cpp's
- * interleaved RoPE layout, tokenizer from tokenizer.ggml.* when present. */
+/* GGUF models: config from {arch}.* metadata, llama.cpp tensor names, q/k
+ * rows of "llama" files permuted back from llama.cpp's interleaved RoPE
+ * layout, tokenizer from tokenizer.ggml.* when present. F32/F16/BF16 tensors
+ * are bound in place; block-quantized ones (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+ * Q2_K, Q3_K) are dequantized to owned f32 copies at load. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/ggml_quant.h"
 #include "model/load_internal.h"
+
+/* dlq_bind_weight, dequantizing a block-quantized tensor first */
+static int bind_any(dlq_model *m, dlq_weight *w, const dlq_tensor_info *t, int64_t rows, int64_t cols, const char *name,
+                    const char *path, dlq_err *err) {
+    if (!t || t->dtype != DLQ_DTYPE_COUNT || !dlq_ggml_can_dequant((uint32_t)t->file_type))
+        return dlq_bind_weight(w, t, rows, cols, name, path, err);
+    dlq_tensor_info f = *t;
+    int64_t n = dlq_tensor_numel(t);
+    float *buf = dlq_model_own(m, sizeof(float) * (size_t)(n ? n : 1), err);
+    if (!buf) return DLQ_ENOMEM;
+    int rc = dlq_ggml_dequant((uint32_t)t->file_type, t->data, buf, n, err);
+    if (rc) return dlq_err_prefix(err, "%s: tensor '%s'", path, name);
+    f.dtype = DLQ_F32;
+    f.data = buf;
+    f.nbytes = sizeof(float) * (size_t)n;
+    return dlq_bind_weight(w, &f, rows, cols, name, path, err);
+}
 
 static int get_u32_opt(const dlq_gguf *g, const char *key, uint32_t def, uint32_t *out, dlq_err *err) {
     if (!dlq_gguf_find(g, key)) { *out = def; return DLQ_OK; }
@@ -20,7 +40,7 @@ static int get_f32_opt(const dlq_gguf *g, const char *key, float def, float *out
 /* q/k of a llama GGUF: permute rows back into an owned copy */
 static int bind_permuted(dlq_model *m, dlq_weight *w, const dlq_tensor_info *t, int n_heads, int64_t rows, int64_t cols,
                          const char *name, const char *path, dlq_err *err) {
-    int rc = dlq_bind_weight(w, t, rows, cols, name, path, err);
+    int rc = bind_any(m, w, t, rows, cols, name, path, err);
     if (rc) return rc;
     size_t row_bytes = (size_t)cols * dlq_dtype_size(w->dtype);
     void *dst = dlq_model_own(m, row_bytes * (size_t)rows, err);
@@ -89,7 +109,7 @@ int dlq_load_gguf_model(dlq_model *m, const char *path, const dlq_load_opts *opt
     int64_t D = c->dim, H = c->hidden_dim, V = c->vocab_size;
     int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
 #define BIND(w, name, r, cc) \
-    if ((rc = dlq_bind_weight(&(w), dlq_gguf_find_tensor(g, name), r, cc, name, path, err))) return rc
+    if ((rc = bind_any(m, &(w), dlq_gguf_find_tensor(g, name), r, cc, name, path, err))) return rc
     BIND(m->tok_emb, "token_embd.weight", V, D);
     BIND(m->out_norm, "output_norm.weight", 1, D);
     if (c->tied) m->lm_head = m->tok_emb;

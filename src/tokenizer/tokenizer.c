@@ -109,6 +109,13 @@ int32_t dlq_tok_eos(const dlq_tokenizer *t) { return t->eos; }
 int dlq_tok_add_bos(const dlq_tokenizer *t) { return t->add_bos; }
 void dlq_tok_set_add_bos(dlq_tokenizer *t, int add_bos) { t->add_bos = add_bos != 0; }
 
+void dlq_tok_get_meta(const dlq_tokenizer *t, dlq_tok_meta *m) {
+    m->unk = t->unk;
+    m->pad = t->pad;
+    m->add_eos = t->add_eos;
+    m->add_space_prefix = t->kind == DLQ_TOK_SPM && t->add_dummy_prefix;
+}
+
 void dlq_tok_set_special(dlq_tokenizer *t, int32_t bos, int32_t eos) {
     t->bos = bos >= 0 && bos < t->n_vocab ? bos : -1;
     t->eos = eos >= 0 && eos < t->n_vocab ? eos : -1;

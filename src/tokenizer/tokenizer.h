@@ -51,6 +51,13 @@ int32_t dlq_tok_eos(const dlq_tokenizer *t);   /* -1 if none */
 int dlq_tok_add_bos(const dlq_tokenizer *t);
 void dlq_tok_set_add_bos(dlq_tokenizer *t, int add_bos);
 void dlq_tok_set_special(dlq_tokenizer *t, int32_t bos, int32_t eos);
+/* The remaining special ids and options, for exporters (GGUF metadata). */
+typedef struct dlq_tok_meta {
+    int32_t unk, pad;     /* -1 if none */
+    int add_eos;
+    int add_space_prefix; /* spm: "▁" prepended to the text */
+} dlq_tok_meta;
+void dlq_tok_get_meta(const dlq_tokenizer *t, dlq_tok_meta *m);
 
 /* Encodes len bytes of UTF-8 text (need not be NUL-terminated). add_bos:
  * 1 = prepend BOS, 0 = don't, -1 = tokenizer default. Special-token text in
