@@ -342,7 +342,16 @@ int cmd_compare(int argc, char **argv) {
                 AF(&av, "--json", "%s", m->ppl_json);
                 run_res r = spawn(av.v, log, dry);
                 afree(&av);
-                if (is_fp) { m->wall_s = r.wall_s; m->rss_kb = r.rss_kb; }
+                if (is_fp && r.ok && !dry) { /* the FP row's cost is its evaluation: recorded like a run */
+                    m->wall_s = r.wall_s;
+                    m->rss_kb = r.rss_kb;
+                    json_t *j = json_pack("{s:s, s:b, s:f, s:I}", "method", "fp", "ok", 1, "wall_s", r.wall_s, "peak_rss_kb",
+                                          (json_int_t)r.rss_kb);
+                    char *s = json_dumps(j, JSON_INDENT(2));
+                    cli_write_json(m->run_json, s);
+                    free(s);
+                    json_decref(j);
+                }
                 pj = r.ok ? load_json(m->ppl_json) : NULL;
                 if (!pj && !dry) m->ok = 0;
             }
