@@ -50,6 +50,7 @@ void cli_log_step(void *user, const struct dlq_step_info *s);
 int cmd_info(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
 int cmd_ppl(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_plot(int argc, char **argv);

@@ -254,11 +254,13 @@ int cmd_finetune(int argc, char **argv) {
         goto done;
     }
     if (write_outputs(tm, m, out, merge, dt, &o, &err)) { fprintf(stderr, "dlqat finetune: %s\n", err.msg); goto done; }
-    json_t *res = json_pack("{s:s, s:s, s:s, s:I, s:i, s:i, s:f, s:f, s:I, s:f, s:f, s:I}", "mode",
+    json_t *res = json_pack("{s:s, s:s, s:s, s:I, s:i, s:i, s:f, s:I, s:f, s:f, s:I}", "mode",
                             o.mode == DLQ_MODE_FULL ? "full" : "lora", "model", model, "data", data, "steps", (json_int_t)st.step,
-                            "batch", o.B, "seq", o.T, "final_loss", st.last_loss, "val_loss", st.last_val_loss,
+                            "batch", o.B, "seq", o.T, "final_loss", st.last_loss,
                             "trainable_params", (json_int_t)tr, "wall_s", cli_now() - t0, "lr", (double)tc.sched.lr,
                             "peak_rss_kb", (json_int_t)cli_peak_rss_kb());
+    /* no held-out rows (--val-fraction 0): no validation loss (JSON has no NaN) */
+    json_object_set_new(res, "val_loss", isfinite(st.last_val_loss) ? json_real(st.last_val_loss) : json_null());
     json_object_set_new(res, "loss", json_string(dlq_loss_name(o.loss)));
     char *s = json_dumps(res, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
     char rpath[1200];

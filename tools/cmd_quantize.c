@@ -1,4 +1,5 @@
-/* dlqat quantize: RTN or DL-QAT (../shared/SPEC.md §1-4), written as a .dlq. */
+/* dlqat quantize: RTN, DL-QAT (../shared/SPEC.md §1-4) and the baselines of
+ * §5 (GPTQ, QA-LoRA, full QAT) in the same engine, written as a .dlq. */
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -9,13 +10,23 @@
 #include "core/mapfile.h"
 #include "eval/ppl.h"
 #include "quant/export.h"
+#include "quant/gptq.h"
+#include "quant/nf4.h"
 #include "train/checkpoint.h"
 #include "train/metrics.h"
 #include "train/trainer.h"
 
 static void usage(void) {
     printf("usage: dlqat quantize --model M --bits N --group G|channel --out OUT.dlq [options]\n"
-           "  --method rtn|dlqat      round-to-nearest min-max, or DL-QAT training (default dlqat)\n"
+           "  --method M              rtn | dlqat (default) | gptq | qalora | qat (docs/baselines.md):\n"
+           "                          rtn: min-max, no data; gptq: Hessian error compensation on --calib sequences;\n"
+           "                          dlqat: phase 1 s,b then m + LoRA; qat: phase 1 s,b then every weight (full QAT);\n"
+           "                          qalora: LoRA on group-pooled inputs over a frozen RTN/GPTQ base, all steps\n"
+           "  --base rtn|gptq         starting quantization of the trained methods (default rtn)\n"
+           "  --calib N --act-order --damp F --gptq-block N   GPTQ: calibration sequences of --seq tokens (128),\n"
+           "                          decreasing-Hessian column order (static groups), dampening (0.01), block (128)\n"
+           "  --recompute             recompute activations in the backward (less memory)\n"
+           "  --method nf4-lora       QLoRA: NF4 base (--nf4-block N, 64; --double-quant) + LoRA kept beside it in the .dlq\n"
            "  --data FILE             training data (text, Alpaca JSON or token file; --data-format to force)\n"
            "  --phase1-steps N        phase 1: train scale s and offset b (default 1000)\n"
            "  --steps N               phase 2: train magnitude m and LoRA A, B jointly (default 1000)\n"
@@ -71,6 +82,39 @@ static int evaluate(const dlq_model *m, const evalset *e, double *nll, int64_t *
 
 static double lr_or(double v, double def) { return v > 0 ? v : def; }
 
+typedef struct gptq_prog { double t0; } gptq_prog;
+static void gptq_progress(void *user, int layer, int n) {
+    gptq_prog *g = user;
+    cli_progress("gptq", layer, n, cli_now() - g->t0, 60, "layers/min");
+}
+
+/* GPTQ over tm on nseq calibration sequences (rounded up to whole batches)
+ * drawn from the training stream, which is rewound afterwards so that a
+ * trained method sees the same data as without GPTQ. */
+static int run_gptq(dlq_tmodel *tm, dlq_dataset *ds, long long nseq, const dlq_gptq_opts *go, float **owned, dlq_err *err) {
+    int B = tm->opt.B, T = tm->opt.T;
+    int64_t nb = (nseq + B - 1) / B;
+    dlq_data_pos pos;
+    dlq_data_get_pos(ds, &pos);
+    int32_t *tok = malloc((size_t)(nb * B * T) * sizeof(int32_t));
+    dlq_batch bt;
+    int rc = tok ? dlq_batch_alloc(&bt, B, T, err) : dlq_errf(err, DLQ_ENOMEM, "out of memory");
+    if (rc) { free(tok); return rc; }
+    for (int64_t k = 0; k < nb && !rc; k++) {
+        rc = dlq_data_next(ds, &bt, err);
+        if (!rc) memcpy(tok + k * B * T, bt.tokens, (size_t)(B * T) * sizeof(int32_t));
+    }
+    dlq_batch_free(&bt);
+    if (!rc) rc = dlq_data_set_pos(ds, &pos, err);
+    fprintf(stderr, "[quantize] GPTQ: %lld calibration sequences of %d tokens, block %d, dampening %g%s\n",
+            (long long)(nb * B), T, go->blocksize, go->percdamp, go->act_order ? ", act-order (static groups)" : "");
+    gptq_prog gp = {cli_now()};
+    if (!rc) rc = dlq_gptq_model(tm, tok, nb * B, go, owned, gptq_progress, &gp, err);
+    fprintf(stderr, "\n");
+    free(tok);
+    return rc;
+}
+
 int cmd_quantize(int argc, char **argv) {
     cli_args a = {argc, argv, 0, "quantize", 0};
     const char *model = NULL, *data = NULL, *fmt = "auto", *out = NULL, *json = NULL, *eval_text = NULL, *workdir = NULL,
@@ -80,7 +124,12 @@ int cmd_quantize(int argc, char **argv) {
     dlq_train_cfg tc;
     dlq_train_cfg_default(&tc);
     long long p1 = 1000, p2 = 1000, msteps = 0, eval_windows = 0;
-    int stages = 2, resume = 0, ctx = 0, bits_set = 0, seq_set = 0;
+    int stages = 2, resume = 0, ctx = 0, bits_set = 0, seq_set = 0, base_gptq = 0;
+    long long calib = 128;
+    int nf4_block = 64, nf4_dq = 0;
+    dlq_nf4_model nf4 = {0};
+    dlq_gptq_opts gopt;
+    dlq_gptq_opts_default(&gopt);
     double lr = 2e-4, lr_sb = 0, lr_m = 0, lr_ab = 0, val_fraction = 0.05;
     dlq_err err = {0};
     while (cli_next(&a)) {
@@ -88,10 +137,23 @@ int cmd_quantize(int argc, char **argv) {
         else if (cli_is(&a, "--model", "-m")) model = cli_str(&a);
         else if (cli_is(&a, "--method", NULL)) {
             method = cli_str(&a);
-            if (strcmp(method, "rtn") && strcmp(method, "dlqat")) {
-                fprintf(stderr, "dlqat quantize: --method must be rtn or dlqat (gptq, qalora, qat, nf4-lora: not yet)\n");
+            if (strcmp(method, "rtn") && strcmp(method, "dlqat") && strcmp(method, "gptq") && strcmp(method, "qalora") &&
+                strcmp(method, "qat") && strcmp(method, "nf4-lora")) {
+                fprintf(stderr, "dlqat quantize: --method must be rtn, dlqat, gptq, qalora, qat or nf4-lora, got '%s'\n", method);
                 return 2;
             }
+        } else if (cli_is(&a, "--base", NULL)) {
+            const char *s = cli_str(&a);
+            if (!strcmp(s, "gptq")) base_gptq = 1;
+            else if (!strcmp(s, "rtn")) base_gptq = 0;
+            else { fprintf(stderr, "dlqat quantize: --base must be rtn or gptq\n"); return 2; }
+        } else if (cli_is(&a, "--calib", NULL)) calib = cli_int(&a, 1, 1 << 24);
+        else if (cli_is(&a, "--act-order", NULL)) gopt.act_order = 1;
+        else if (cli_is(&a, "--nf4-block", NULL)) nf4_block = (int)cli_int(&a, 2, 1 << 20);
+        else if (cli_is(&a, "--double-quant", NULL)) nf4_dq = 1;
+        else if (cli_is(&a, "--damp", NULL)) gopt.percdamp = cli_num(&a, 1e-9, 10);
+        else if (cli_is(&a, "--gptq-block", NULL)) gopt.blocksize = (int)cli_int(&a, 1, 1 << 20);
+        else if (cli_is(&a, "--recompute", NULL)) { o.recompute = 1;
         } else if (cli_is(&a, "--bits", NULL)) { o.qspec.bits = (int)cli_int(&a, 2, 8); bits_set = 1; }
         else if (cli_is(&a, "--group", NULL)) {
             const char *s = cli_str(&a);
@@ -153,8 +215,20 @@ int cmd_quantize(int argc, char **argv) {
     }
     if (!model || !out) { fprintf(stderr, "dlqat quantize: --model and --out are required\n"); return 2; }
     if (!bits_set) fprintf(stderr, "[quantize] --bits not given: using %d\n", o.qspec.bits);
-    int train = !strcmp(method, "dlqat") && (p1 + p2 + msteps) > 0;
-    if (train && !data) { fprintf(stderr, "dlqat quantize: --method dlqat needs --data (or use --method rtn)\n"); return 2; }
+    int is_gptq = !strcmp(method, "gptq"), is_qat = !strcmp(method, "qat"), is_qalora = !strcmp(method, "qalora");
+    int is_nf4 = !strcmp(method, "nf4-lora");
+    if (is_nf4 && (base_gptq || stages == 3)) { fprintf(stderr, "dlqat quantize: nf4-lora has its own base and one stage (LoRA)\n"); return 2; }
+    if (is_nf4) { o.mode = DLQ_MODE_LORA; o.qspec.bits = 4; o.qspec.group = nf4_block; bits_set = 1; }
+    if (is_gptq) base_gptq = 1;
+    int trained_method = !strcmp(method, "dlqat") || is_qat || is_qalora || is_nf4;
+    int train = trained_method && (p1 + p2 + msteps) > 0;
+    if ((train || base_gptq) && !data) {
+        fprintf(stderr, "dlqat quantize: --method %s needs --data (or use --method rtn)\n", method);
+        return 2;
+    }
+    if (is_qat) { o.full_qat = 1; o.lora_r = 0; }
+    if (is_qalora) o.qalora = 1;
+    if (is_qalora && stages == 3) { fprintf(stderr, "dlqat quantize: --stages 3 is a DL-QAT schedule (QA-LoRA trains A, B only)\n"); return 2; }
     if (eval_text && eval_tokens) { fprintf(stderr, "dlqat quantize: give --eval-text or --eval-tokens, not both\n"); return 2; }
     if (!data && !eval_text && !eval_tokens) fprintf(stderr, "[quantize] no --data or --eval-text: perplexity is not measured\n");
     if (!train) { p1 = p2 = msteps = 0; }
@@ -167,6 +241,8 @@ int cmd_quantize(int argc, char **argv) {
     dlq_dataset *ds = NULL;
     dlq_tmodel *tm = NULL;
     dlq_model *fq = NULL, *qm = NULL;
+    float *gptq_w = NULL;
+    double t_gptq = 0;
     cli_trainlog lg = {NULL, "quantize"};
     evalset ev = {.text = eval_text, .tokens = eval_tokens, .ctx = ctx ? ctx : m->cfg.max_seq, .max_windows = eval_windows, .B = 1};
     if (!m->tok && eval_text) { fprintf(stderr, "dlqat quantize: %s has no tokenizer; pass --tokenizer (or use --eval-tokens)\n", model); goto done; }
@@ -197,6 +273,7 @@ int cmd_quantize(int argc, char **argv) {
         if (erc) { fprintf(stderr, "dlqat quantize: %s: %s\n", eval_text, err.msg); goto done; }
     }
     if (dlq_tmodel_create(&tm, m, &o, &err)) { fprintf(stderr, "dlqat quantize: %s\n", err.msg); goto done; }
+    if (is_nf4 && dlq_nf4_tmodel_init(tm, &nf4, nf4_block, nf4_dq, &err)) { fprintf(stderr, "dlqat quantize: NF4: %s\n", err.msg); goto done; }
     int64_t nparams = dlq_model_n_params(m);
     size_t n_sb = dlq_tmodel_count(tm, DLQ_TRAIN_SB), n_m = dlq_tmodel_count(tm, DLQ_TRAIN_M), n_ab = dlq_tmodel_count(tm, DLQ_TRAIN_AB);
     fprintf(stderr, "[quantize] %s W%d %s on %s (%lld parameters); targets:", method, o.qspec.bits,
@@ -204,7 +281,19 @@ int cmd_quantize(int argc, char **argv) {
     for (int p = 0; p < DLQ_N_PROJ; p++) if (o.targets >> p & 1u) fprintf(stderr, " %s", dlq_proj_names[p]);
     if (o.qspec.group) fprintf(stderr, "; group %d", o.qspec.group);
     fprintf(stderr, "\n");
-    if (train) {
+    if (train && is_nf4) {
+        fprintf(stderr, "[quantize] NF4 (block %d%s) + LoRA: %lld steps, %zu trainable parameters (%.3f%%)\n", nf4_block,
+                nf4_dq ? ", double quantization" : "", p1 + p2, dlq_params_trainable(&tm->params),
+                100.0 * dlq_params_trainable(&tm->params) / nparams);
+    } else if (train && is_qalora) {
+        fprintf(stderr, "[quantize] QA-LoRA (A, B over the frozen %s base): %lld steps, %zu trainable parameters (%.3f%%)\n",
+                base_gptq ? "GPTQ" : "RTN", p1 + p2, n_ab, 100.0 * n_ab / nparams);
+    } else if (train && is_qat) {
+        size_t n_w = dlq_tmodel_count(tm, DLQ_TRAIN_W);
+        fprintf(stderr, "[quantize] phase 1 (s, b): %lld steps, %zu trainable parameters (%.3f%%)\n", p1, n_sb, 100.0 * n_sb / nparams);
+        fprintf(stderr, "[quantize] phase 2 (all weights W, full QAT): %lld steps, %zu trainable parameters (%.3f%%)\n", p2, n_w,
+                100.0 * n_w / nparams);
+    } else if (train) {
         fprintf(stderr, "[quantize] phase 1 (s, b): %lld steps, %zu trainable parameters (%.3f%%)\n", p1, n_sb, 100.0 * n_sb / nparams);
         if (stages == 3) {
             fprintf(stderr, "[quantize] phase 2 (m): %lld steps, %zu trainable parameters (%.3f%%)\n", msteps, n_m, 100.0 * n_m / nparams);
@@ -225,8 +314,14 @@ int cmd_quantize(int argc, char **argv) {
         }
         dlq_model_destroy(fq);
         fq = NULL;
-        fprintf(stderr, "[quantize] eval on %s (%lld tokens): FP ppl %.4f, RTN ppl %.4f\n",
-                eval_tokens ? eval_tokens : eval_text ? eval_text : "held-out rows of --data", (long long)ntok, exp(nll_fp), exp(nll_rtn));
+        fprintf(stderr, "[quantize] eval on %s (%lld tokens): FP ppl %.4f, %s ppl %.4f\n",
+                eval_tokens ? eval_tokens : eval_text ? eval_text : "held-out rows of --data", (long long)ntok, exp(nll_fp),
+                is_nf4 ? "NF4" : "RTN", exp(nll_rtn));
+    }
+    if (base_gptq) {
+        double tg = cli_now();
+        if (run_gptq(tm, ds, calib, &gopt, &gptq_w, &err)) { fprintf(stderr, "dlqat quantize: %s\n", err.msg); goto done; }
+        t_gptq = cli_now() - tg;
     }
     dlq_train_state st;
     memset(&st, 0, sizeof st);
@@ -247,13 +342,18 @@ int cmd_quantize(int argc, char **argv) {
         volatile sig_atomic_t stop = 0;
         dlq_install_stop_signals(&stop, &err);
         char meta[512];
-        snprintf(meta, sizeof meta, "{\"method\": \"dlqat\", \"bits\": %d, \"group\": %d, \"rank\": %d, \"stages\": %d, \"loss\": \"%s\"}",
-                 o.qspec.bits, o.qspec.group, o.lora_r, stages, dlq_loss_name(o.loss));
+        snprintf(meta, sizeof meta, "{\"method\": \"%s\", \"bits\": %d, \"group\": %d, \"rank\": %d, \"stages\": %d, \"loss\": \"%s\"}",
+                 method, o.qspec.bits, o.qspec.group, o.lora_r, stages, dlq_loss_name(o.loss));
         typedef struct { const char *name; unsigned mask; long long steps; double lr_main, lr_m_mult; } phase_t;
         phase_t ph[3];
         int nph = 0;
-        ph[nph++] = (phase_t){"phase1-sb", DLQ_TRAIN_SB, p1, lr_or(lr_sb, lr), 1};
-        if (stages == 3) {
+        if (is_nf4) ph[nph++] = (phase_t){"nf4-lora", DLQ_TRAIN_AB, p1 + p2, lr_or(lr_ab, lr), 1};
+        else if (is_qalora) ph[nph++] = (phase_t){"qalora-ab", DLQ_TRAIN_AB, p1 + p2, lr_or(lr_ab, lr), 1};
+        else ph[nph++] = (phase_t){"phase1-sb", DLQ_TRAIN_SB, p1, lr_or(lr_sb, lr), 1};
+        if (is_qalora || is_nf4) {
+        } else if (is_qat) {
+            ph[nph++] = (phase_t){"phase2-w", DLQ_TRAIN_W, p2, lr, 1};
+        } else if (stages == 3) {
             ph[nph++] = (phase_t){"phase2-m", DLQ_TRAIN_M, msteps, lr_or(lr_m, lr), 1};
             ph[nph++] = (phase_t){"phase3-ab", DLQ_TRAIN_AB, p2, lr_or(lr_ab, lr), 1};
         } else {
@@ -301,7 +401,9 @@ int cmd_quantize(int argc, char **argv) {
     snprintf(meta, sizeof meta, "{\"source\": \"%s\", \"phase1_steps\": %lld, \"steps\": %lld, \"m_steps\": %lld, \"rank\": %d, "
              "\"alpha\": %g, \"batch\": %d, \"seq\": %d, \"lr\": %g, \"loss\": \"%s\"}", model, p1, p2, msteps, o.lora_r, o.lora_alpha, o.B, o.T, lr,
              dlq_loss_name(o.loss));
-    if (dlq_quant_export_dlq(tm, out, method, meta, &err)) { fprintf(stderr, "dlqat quantize: %s\n", err.msg); goto done; }
+    if (is_nf4) {
+        if (dlq_nf4_export_dlq(tm, &nf4, out, meta, &err)) { fprintf(stderr, "dlqat quantize: %s\n", err.msg); goto done; }
+    } else if (dlq_quant_export_dlq(tm, out, method, meta, &err)) { fprintf(stderr, "dlqat quantize: %s\n", err.msg); goto done; }
     fprintf(stderr, "[quantize] wrote %s\n", out);
     if (have_eval) {
         if (dlq_model_load(&qm, out, NULL, &err) || evaluate(qm, &ev, &nll_q, &ntok, &err)) {
@@ -312,21 +414,29 @@ int cmd_quantize(int argc, char **argv) {
     char gname[32];
     if (o.qspec.group) snprintf(gname, sizeof gname, "g%d", o.qspec.group);
     else snprintf(gname, sizeof gname, "per-channel");
-    size_t trainable = train ? (stages == 3 ? n_sb + n_m + n_ab : n_sb + n_m + n_ab) : 0;
+    size_t tp1 = !train ? 0 : is_nf4 ? dlq_params_trainable(&tm->params) : is_qalora ? n_ab : n_sb;
+    size_t tp2 = !train || is_qalora || is_nf4 ? 0 : is_qat ? dlq_tmodel_count(tm, DLQ_TRAIN_W) : n_m + n_ab;
+    const char *label = !strcmp(method, "dlqat") ? "DL-QAT" : is_qat ? "full QAT" : is_qalora ? "QA-LoRA" : is_gptq ? "GPTQ" : is_nf4 ? "NF4 + LoRA" : NULL;
     printf("| model | bits | group | ppl |\n|---|---|---|---|\n");
     if (have_eval) {
         printf("| FP | 16 | - | %.4f |\n", exp(nll_fp));
-        printf("| RTN | %d | %s | %.4f |\n", o.qspec.bits, gname, exp(nll_rtn));
-        if (train) printf("| DL-QAT | %d | %s | %.4f |\n", o.qspec.bits, gname, exp(nll_q));
+        printf("| %s | %d | %s | %.4f |\n", is_nf4 ? "NF4 (no LoRA)" : "RTN", o.qspec.bits, gname, exp(nll_rtn));
+        if (label) printf("| %s | %d | %s | %.4f |\n", label, o.qspec.bits, gname, exp(nll_q));
     }
     if (json) {
         json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:s, s:i, s:I, s:I, s:I, s:i, s:f, s:I, s:I, s:I, s:f, s:f, s:I}", "method", method,
                               "model", model, "out", out, "bits", o.qspec.bits, "group", gname, "stages", stages,
                               "phase1_steps", (json_int_t)p1, "steps", (json_int_t)p2, "m_steps", (json_int_t)msteps, "rank", o.lora_r,
-                              "lr", lr, "trainable_params_phase1", (json_int_t)(train ? n_sb : 0),
-                              "trainable_params_phase2", (json_int_t)(train ? n_m + n_ab : 0), "total_params", (json_int_t)nparams,
+                              "lr", lr, "trainable_params_phase1", (json_int_t)tp1,
+                              "trainable_params_phase2", (json_int_t)tp2, "total_params", (json_int_t)nparams,
                               "wall_s", cli_now() - t0, "train_s", t_train, "peak_rss_kb", (json_int_t)cli_peak_rss_kb());
-        (void)trainable;
+        json_object_set_new(j, "trainable_params", json_integer((json_int_t)(tp1 > tp2 ? tp1 : tp2)));
+        json_object_set_new(j, "base", json_string(base_gptq ? "gptq" : "rtn"));
+        if (base_gptq) {
+            json_object_set_new(j, "gptq_s", json_real(t_gptq));
+            json_object_set_new(j, "calib_sequences", json_integer(calib));
+            json_object_set_new(j, "act_order", json_boolean(gopt.act_order));
+        }
         if (have_eval) {
             json_object_set_new(j, "eval", json_pack("{s:s, s:I, s:i}", "on",
                                                      eval_tokens ? eval_tokens : eval_text ? eval_text : "held-out rows of data",
@@ -351,7 +461,9 @@ done:
     free(ev.ids);
     dlq_model_destroy(qm);
     dlq_model_destroy(fq);
+    dlq_nf4_model_free(&nf4);
     dlq_tmodel_destroy(tm);
+    free(gptq_w);
     if (ds) dlq_data_close(ds);
     dlq_model_destroy(m);
     return rc;

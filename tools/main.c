@@ -18,6 +18,7 @@ static void usage(FILE *f) {
             "  plot LOG [LOG ...] --out F.svg plot training curves from JSONL metrics logs\n"
             "  finetune --model M --data F --out DIR   full fine-tuning or LoRA (PEFT adapter)\n"
             "  quantize --model M --bits N --group G --data F --out OUT.dlq   RTN or DL-QAT to a low-bit .dlq\n"
+            "  compare --model M --bits N --group G --data F --eval-text F --out DIR   all methods, one table\n"
             "  sample --model M --n N --len T --out F.tok   sample token rows (data-free QAT data)\n"
             "  export --model M.dlq --format gguf|hf|gptq --out PATH   for llama.cpp / transformers / AutoGPTQ\n"
             "\n"
@@ -37,6 +38,7 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(c, "finetune")) return cmd_finetune(argc - 1, argv + 1);
     if (!strcmp(c, "quantize")) return cmd_quantize(argc - 1, argv + 1);
+    if (!strcmp(c, "compare")) return cmd_compare(argc - 1, argv + 1);
     if (!strcmp(c, "sample")) return cmd_sample(argc - 1, argv + 1);
     if (!strcmp(c, "export")) return cmd_export(argc - 1, argv + 1);
     fprintf(stderr, "dlqat: unknown command '%s'\n\n", c);

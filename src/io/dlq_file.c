@@ -127,6 +127,15 @@ int dlq_file_add_packed_ex(dlq_file_writer *w, const char *name, int bits, int g
     return DLQ_OK;
 }
 
+json_t *dlq_file_add_blob_copy(dlq_file_writer *w, const void *data, size_t n, dlq_err *err) {
+    void *copy = malloc(n ? n : 1);
+    if (!copy) { dlq_errf(err, DLQ_ENOMEM, "out of memory"); return NULL; }
+    memcpy(copy, data, n);
+    return add_blob(w, copy, NULL, n, err);
+}
+
+void dlq_file_add_entry(dlq_file_writer *w, json_t *entry) { json_array_append_new(w->tensors, entry); }
+
 int dlq_file_set_tokenizer(dlq_file_writer *w, const char *kind, const void *data, size_t n, int add_bos, int bos,
                            int eos, dlq_err *err) {
     void *copy = malloc(n ? n : 1);

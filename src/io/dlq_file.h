@@ -53,6 +53,12 @@ int dlq_file_add_packed(dlq_file_writer *w, const char *name, int bits, int grou
 int dlq_file_add_packed_ex(dlq_file_writer *w, const char *name, int bits, int group, int64_t out, int64_t in,
                            const int8_t *q, const float *scale, const float *bias, dlq_dtype param_dtype,
                            dlq_err *err);
+/* For other tensor kinds (src/quant/nf4.c): copy n bytes into a blob and
+ * return its [offset, nbytes] JSON pair (NULL + err on failure); append a
+ * tensor entry (a json_t * object, reference stolen). */
+struct json_t;
+struct json_t *dlq_file_add_blob_copy(dlq_file_writer *w, const void *data, size_t n, dlq_err *err);
+void dlq_file_add_entry(dlq_file_writer *w, struct json_t *entry);
 int dlq_file_set_tokenizer(dlq_file_writer *w, const char *kind, const void *data, size_t n, int add_bos, int bos,
                            int eos, dlq_err *err);
 /* Writes path atomically (path.tmp, fsync, rename). */

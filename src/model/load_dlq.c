@@ -9,6 +9,7 @@
 #include "io/dlq_file.h"
 #include "kernels/qpack.h"
 #include "model/load_internal.h"
+#include "quant/nf4.h"
 
 static json_t *find_entry(json_t *tensors, const char *name) {
     size_t i;
@@ -39,6 +40,7 @@ static int bind(dlq_model *m, const dlq_file *f, json_t *tensors, const char *na
     memset(w, 0, sizeof *w);
     w->rows = rows;
     w->cols = cols;
+    if (ty && !strcmp(ty, "nf4")) return dlq_nf4_bind(m, f, t, name, rows, cols, w, err); /* src/quant/nf4.c */
     if (ty && !strcmp(ty, "packed")) {
         json_int_t bits = json_integer_value(json_object_get(t, "bits")), group = json_integer_value(json_object_get(t, "group"));
         json_int_t rb = json_integer_value(json_object_get(t, "row_bytes"));

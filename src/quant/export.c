@@ -8,6 +8,7 @@
 #include "io/dlq_file.h"
 #include "io/hf_write.h"
 #include "model/load_internal.h"
+#include "quant/qalora.h"
 
 void dlq_quant_merge_layer(const dlq_tlinear *L, float *wp, int8_t *q, float *scale, float *bias) {
     const dlq_qstate *Q = L->q;
@@ -34,6 +35,11 @@ static int add_dense_w(dlq_file_writer *fw, const char *name, const dlq_weight *
 
 int dlq_quant_export_dlq(const dlq_tmodel *tm, const char *path, const char *method, const char *metadata_json,
                          dlq_err *err) {
+    return dlq_export_dlq_with(tm, path, method, NULL, metadata_json, NULL, NULL, err);
+}
+
+int dlq_export_dlq_with(const dlq_tmodel *tm, const char *path, const char *method, const char *quant_json,
+                        const char *metadata_json, dlq_proj_export_fn fn, void *user, dlq_err *err) {
     const dlq_model *m = tm->base;
     const dlq_config *c = &tm->cfg;
     dlq_file_writer *fw;
@@ -52,7 +58,7 @@ int dlq_quant_export_dlq(const dlq_tmodel *tm, const char *path, const char *met
                            "rounding", "half-to-even", "targets", targets, "symmetric", tm->opt.qspec.sym,
                            "integer_zero", tm->opt.qspec.int_zero);
     (void)group;
-    char *qs = json_dumps(qj, JSON_COMPACT);
+    char *qs = quant_json ? strdup(quant_json) : json_dumps(qj, JSON_COMPACT);
     json_decref(qj);
     if (!rc) rc = dlq_file_set_json(fw, "quant", qs, err);
     free(qs);
@@ -75,8 +81,11 @@ int dlq_quant_export_dlq(const dlq_tmodel *tm, const char *path, const char *met
         for (int p = 0; p < DLQ_N_PROJ && !rc; p++) {
             const dlq_tlinear *T = &tm->layers[l].p[p];
             snprintf(n, sizeof n, "model.layers.%d.%s.%s.weight", l, dlq_proj_module[p], dlq_proj_names[p]);
-            if (T->kind == DLQ_TL_QUANT) {
-                dlq_quant_merge_layer(T, wp, q, sc, bi);
+            if (fn && T->kind != DLQ_TL_FROZEN) {
+                rc = fn(user, fw, n, l, p, err);
+            } else if (T->kind == DLQ_TL_QUANT || T->kind == DLQ_TL_QALORA) {
+                if (T->kind == DLQ_TL_QALORA) dlq_qalora_merge_layer(T, wp, q, sc, bi);
+                else dlq_quant_merge_layer(T, wp, q, sc, bi);
                 rc = dlq_file_add_packed(fw, n, T->q->spec.bits, dlq_qgroup_size(T->in, T->q->spec.group), T->out, T->in, q,
                                          sc, bi, err);
             } else {
@@ -129,12 +138,17 @@ int dlq_tmodel_to_model(const dlq_tmodel *tm, dlq_model **out, dlq_err *err) {
     for (int l = 0; l < b->cfg.n_layers; l++)
         for (int p = 0; p < DLQ_N_PROJ; p++) {
             const dlq_tlinear *T = &tm->layers[l].p[p];
-            if (T->kind != DLQ_TL_QUANT && T->kind != DLQ_TL_LORA && T->kind != DLQ_TL_FULL) continue;
+            if (T->kind == DLQ_TL_FROZEN) continue;
             float *w = dlq_model_own(m, (size_t)(T->out * T->in) * sizeof(float), err);
             if (!w) { dlq_model_destroy(m); return DLQ_ENOMEM; }
             if (T->kind == DLQ_TL_QUANT) {
                 dlq_qlinear_wprime(T, w);
                 dlq_fq_forward(w, w, T->out, T->in, &T->q->spec, T->q->s, T->q->b, T->q->m, NULL);
+            } else if (T->kind == DLQ_TL_QALORA) {
+                float *ba = malloc((size_t)(T->out * T->q->ngroups) * sizeof(float));
+                if (!ba) { dlq_model_destroy(m); return dlq_errf(err, DLQ_ENOMEM, "out of memory"); }
+                dlq_qalora_effective_weight(T, w, ba);
+                free(ba);
             } else {
                 dlq_tmodel_effective_weight(tm, l, p, w);
             }

@@ -13,6 +13,14 @@
 int dlq_quant_export_dlq(const dlq_tmodel *tm, const char *path, const char *method, const char *metadata_json,
                          dlq_err *err);
 
+/* The same writer with the projections written by fn (called for every
+ * non-frozen projection; name is its tensor name) and the "quant" object
+ * given as JSON text (NULL: the default one for method). */
+struct dlq_file_writer;
+typedef int (*dlq_proj_export_fn)(void *user, struct dlq_file_writer *fw, const char *name, int layer, int proj, dlq_err *err);
+int dlq_export_dlq_with(const dlq_tmodel *tm, const char *path, const char *method, const char *quant_json,
+                        const char *metadata_json, dlq_proj_export_fn fn, void *user, dlq_err *err);
+
 /* The merged integers and per-group scale/bias of one quantized projection
  * (q int8 [out*in], scale/bias [out*ngroups]); wp is scratch [out*in]. */
 void dlq_quant_merge_layer(const dlq_tlinear *L, float *wp, int8_t *q, float *scale, float *bias);

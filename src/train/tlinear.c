@@ -38,6 +38,7 @@ void dlq_tl_forward(const dlq_tlinear *L, float *y, const float *x, int64_t n, d
         break;
     }
     case DLQ_TL_QUANT: dlq_qlinear_forward(L, y, x, n, ws); return;
+    case DLQ_TL_QALORA: dlq_qalora_forward(L, y, x, n, ws); return;
     case DLQ_TL_FROZEN:
     case DLQ_TL_LORA:
         dlq_linear(y, L->out, x, n, &L->w0, L->bias0.data ? &L->bias0 : NULL, ws->scratch);
@@ -54,6 +55,7 @@ void dlq_tl_backward(const dlq_tlinear *L, float *dx, const float *dy, const flo
         break;
     }
     case DLQ_TL_QUANT: dlq_qlinear_backward(L, dx, dy, x, n, ws); return;
+    case DLQ_TL_QALORA: dlq_qalora_backward(L, dx, dy, x, n, ws); return;
     case DLQ_TL_FROZEN:
     case DLQ_TL_LORA:
         if (dx) dlq_linear_backward(dx, NULL, NULL, dy, L->out, x, n, &L->w0, ws->scratch);

@@ -16,6 +16,7 @@ typedef enum dlq_tl_kind {
     DLQ_TL_FULL = 1,
     DLQ_TL_LORA = 2,
     DLQ_TL_QUANT = 3, /* src/quant: fake-quantized W (dlq_qstate in `q`) */
+    DLQ_TL_QALORA = 4, /* src/quant/qalora.c: frozen fake-quantized W + LoRA on group-pooled inputs (A [r, ngroups]) */
 } dlq_tl_kind;
 
 struct dlq_qstate;
@@ -39,6 +40,7 @@ typedef struct dlq_tl_ws {
     float *scratch;  /* dlq_linear_scratch_floats(max in) */
     float *t, *u;    /* [n_max * r_max] LoRA temporaries */
     float *wq, *gq;  /* [max out*in] transient fake-quantized weight and its gradient (quant kinds) */
+    float *xp, *dxp; /* [n_max * max ngroups] QA-LoRA group-pooled inputs and their gradient */
 } dlq_tl_ws;
 
 void dlq_tl_forward(const dlq_tlinear *L, float *y, const float *x, int64_t n, dlq_tl_ws *ws);
@@ -47,5 +49,7 @@ void dlq_tl_backward(const dlq_tlinear *L, float *dx, const float *dy, const flo
 /* Hooks implemented in src/quant (for DLQ_TL_QUANT). */
 void dlq_qlinear_forward(const dlq_tlinear *L, float *y, const float *x, int64_t n, dlq_tl_ws *ws);
 void dlq_qlinear_backward(const dlq_tlinear *L, float *dx, const float *dy, const float *x, int64_t n, dlq_tl_ws *ws);
+void dlq_qalora_forward(const dlq_tlinear *L, float *y, const float *x, int64_t n, dlq_tl_ws *ws);
+void dlq_qalora_backward(const dlq_tlinear *L, float *dx, const float *dy, const float *x, int64_t n, dlq_tl_ws *ws);
 
 #endif

@@ -98,7 +98,11 @@ static int register_params(dlq_tmodel *tm, dlq_err *err) {
                 }
             } else {
                 int gab = tm->opt.mode == DLQ_MODE_QUANT ? tm->group_ab : gm;
-                if (T->kind == DLQ_TL_QUANT) {
+                if (T->kind == DLQ_TL_QUANT && tm->opt.full_qat) {
+                    snprintf(n, sizeof n, "model.layers.%d.%s.%s.weight", l, dlq_proj_module[p], dlq_proj_names[p]);
+                    if ((rc = dlq_params_add(P, n, (size_t)(T->out * T->in), tm->group_w, &T->w, &T->gw, err))) return rc;
+                }
+                if (T->kind == DLQ_TL_QUANT || T->kind == DLQ_TL_QALORA) {
                     dlq_qstate *Q = T->q;
                     size_t ng = (size_t)(T->out * Q->ngroups);
                     snprintf(n, sizeof n, "model.layers.%d.%s.%s.qscale", l, dlq_proj_module[p], dlq_proj_names[p]);
@@ -110,7 +114,8 @@ static int register_params(dlq_tmodel *tm, dlq_err *err) {
                 }
                 if (T->r > 0) {
                     snprintf(n, sizeof n, "base_model.model.model.layers.%d.%s.%s.lora_A.weight", l, dlq_proj_module[p], dlq_proj_names[p]);
-                    if ((rc = dlq_params_add(P, n, (size_t)(T->r * T->in), gab, &T->A, &T->gA, err))) return rc;
+                    size_t na = (size_t)(T->r * (T->kind == DLQ_TL_QALORA ? T->q->ngroups : T->in));
+                    if ((rc = dlq_params_add(P, n, na, gab, &T->A, &T->gA, err))) return rc;
                     snprintf(n, sizeof n, "base_model.model.model.layers.%d.%s.%s.lora_B.weight", l, dlq_proj_module[p], dlq_proj_names[p]);
                     if ((rc = dlq_params_add(P, n, (size_t)(T->out * T->r), gab, &T->B, &T->gB, err))) return rc;
                 }
@@ -147,7 +152,8 @@ static void init_params(dlq_tmodel *tm) {
                 copy_weight(T->w, &T->w0);
                 if (T->b) copy_weight(T->b, &T->bias0);
             } else {
-                if (T->kind == DLQ_TL_QUANT) {
+                if (T->w) copy_weight(T->w, &T->w0); /* full QAT starts from W0 */
+                if (T->kind == DLQ_TL_QUANT || T->kind == DLQ_TL_QALORA) {
                     float *w = malloc((size_t)(T->out * T->in) * sizeof(float));
                     if (w) {
                         copy_weight(w, &T->w0);
@@ -156,12 +162,14 @@ static void init_params(dlq_tmodel *tm) {
                     }
                 }
                 if (T->r <= 0) continue;
-                /* PEFT: A Kaiming-uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)), or N(0, 1/r); B = 0 */
-                size_t na = (size_t)(T->r * T->in);
+                /* PEFT: A Kaiming-uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)), or N(0, 1/r); B = 0.
+                 * QA-LoRA: A's fan-in is the number of groups */
+                int64_t fan_in = T->kind == DLQ_TL_QALORA ? T->q->ngroups : T->in;
+                size_t na = (size_t)(T->r * fan_in);
                 if (tm->opt.lora_init == DLQ_LORA_GAUSSIAN)
                     for (size_t i = 0; i < na; i++) T->A[i] = (float)(dlq_rng_normal(&rng) / T->r);
                 else {
-                    double bound = 1.0 / sqrt((double)T->in);
+                    double bound = 1.0 / sqrt((double)fan_in);
                     for (size_t i = 0; i < na; i++) T->A[i] = (float)((2 * dlq_rng_f64(&rng) - 1) * bound);
                 }
                 memset(T->B, 0, (size_t)(T->out * T->r) * sizeof(float));
@@ -198,6 +206,11 @@ int dlq_tmodel_create(dlq_tmodel **out, const dlq_model *base, const dlq_tmodel_
     tm->group_sb = dlq_params_add_group(&tm->params, "scale_offset", 1.0f, 0.0f);
     tm->group_m = dlq_params_add_group(&tm->params, "magnitude", 1.0f, 0.0f);
     tm->group_ab = dlq_params_add_group(&tm->params, "lora", 1.0f, opt->weight_decay);
+    tm->group_w = dlq_params_add_group(&tm->params, "qat_weight", 1.0f, opt->weight_decay);
+    if (opt->mode == DLQ_MODE_QUANT && opt->full_qat && opt->qalora) {
+        dlq_tmodel_destroy(tm);
+        return dlq_errf(err, DLQ_EINVAL, "full QAT and QA-LoRA are different methods: choose one");
+    }
     if (opt->mode == DLQ_MODE_QUANT) {
         int rc0 = dlq_qspec_validate(&opt->qspec, err);
         if (!rc0 && !(tm->qs = calloc((size_t)c->n_layers * DLQ_N_PROJ, sizeof *tm->qs))) rc0 = dlq_errf(err, DLQ_ENOMEM, "out of memory");
@@ -222,7 +235,7 @@ int dlq_tmodel_create(dlq_tmodel **out, const dlq_model *base, const dlq_tmodel_
                 if (T->r > r_max) r_max = T->r;
             }
             if (opt->mode == DLQ_MODE_QUANT && (opt->targets >> p & 1u)) {
-                T->kind = DLQ_TL_QUANT;
+                T->kind = opt->qalora ? DLQ_TL_QALORA : DLQ_TL_QUANT;
                 dlq_qstate *Q = &tm->qs[l * DLQ_N_PROJ + p];
                 Q->spec = opt->qspec;
                 Q->ngroups = dlq_qgroups(T->in, opt->qspec.group);
@@ -253,10 +266,11 @@ int dlq_tmodel_create(dlq_tmodel **out, const dlq_model *base, const dlq_tmodel_
     tm->head_chunk = (int)(BT < 256 ? BT : 256);
     int64_t max_in = H > D ? H : D;
     if (qd > max_in) max_in = qd;
-    int64_t max_w = 0;
+    int64_t max_w = 0, max_ng = 1;
     for (int p = 0; p < DLQ_N_PROJ; p++) {
         int64_t s = tm->layers[0].p[p].in * tm->layers[0].p[p].out;
         if (s > max_w) max_w = s;
+        if (tm->layers[0].p[p].q && tm->layers[0].p[p].q->ngroups > max_ng) max_ng = tm->layers[0].p[p].q->ngroups;
     }
     /* two passes over the same layout: count, then hand out pointers */
     size_t total = 0;
@@ -287,6 +301,7 @@ int dlq_tmodel_create(dlq_tmodel **out, const dlq_model *base, const dlq_tmodel_
         TAKE(tm->ws.scratch, (int64_t)dlq_linear_scratch_floats(max_in));
         TAKE(tm->ws.t, BT * r_alloc); TAKE(tm->ws.u, BT * r_alloc);
         if (opt->mode == DLQ_MODE_QUANT) { TAKE(tm->ws.wq, max_w); TAKE(tm->ws.gq, max_w); }
+        if (opt->mode == DLQ_MODE_QUANT && opt->qalora) { TAKE(tm->ws.xp, BT * max_ng); TAKE(tm->ws.dxp, BT * max_ng); }
 #undef TAKE
         if (pass == 0) {
             tm->mem = malloc(total * sizeof(float));
@@ -487,7 +502,7 @@ void dlq_tmodel_after_step(dlq_tmodel *tm) {
     for (int l = 0; l < tm->cfg.n_layers; l++)
         for (int p = 0; p < DLQ_N_PROJ; p++) {
             const dlq_tlinear *T = &tm->layers[l].p[p];
-            if (T->kind == DLQ_TL_QUANT) dlq_quant_snap_zero(T->q->b, T->q->s, T->out * T->q->ngroups);
+            if (T->kind == DLQ_TL_QUANT || T->kind == DLQ_TL_QALORA) dlq_quant_snap_zero(T->q->b, T->q->s, T->out * T->q->ngroups);
         }
 }
 
@@ -499,6 +514,7 @@ void dlq_tmodel_set_trainable(dlq_tmodel *tm, unsigned mask) {
         if (t->group == tm->group_sb) t->frozen = !(mask & DLQ_TRAIN_SB) || (is_offset && tm->opt.qspec.sym);
         else if (t->group == tm->group_m) t->frozen = !(mask & DLQ_TRAIN_M);
         else if (t->group == tm->group_ab) t->frozen = !(mask & DLQ_TRAIN_AB);
+        else if (t->group == tm->group_w) t->frozen = !(mask & DLQ_TRAIN_W);
     }
 }
 
@@ -507,8 +523,31 @@ size_t dlq_tmodel_count(const dlq_tmodel *tm, unsigned mask) {
     for (int i = 0; i < tm->params.n; i++) {
         const dlq_ptensor *t = &tm->params.t[i];
         if ((t->group == tm->group_sb && (mask & DLQ_TRAIN_SB)) || (t->group == tm->group_m && (mask & DLQ_TRAIN_M)) ||
-            (t->group == tm->group_ab && (mask & DLQ_TRAIN_AB)))
+            (t->group == tm->group_ab && (mask & DLQ_TRAIN_AB)) || (t->group == tm->group_w && (mask & DLQ_TRAIN_W)))
             n += t->n;
     }
     return n;
 }
+
+void dlq_tmodel_embed(const dlq_tmodel *tm, const int32_t *tokens, float *x) {
+    int64_t BT = (int64_t)tm->opt.B * tm->opt.T, D = tm->cfg.dim;
+    for (int64_t i = 0; i < BT; i++) {
+        if (tm->emb) memcpy(x + i * D, tm->emb + (int64_t)tokens[i] * D, (size_t)D * sizeof(float));
+        else dlq_weight_row(&tm->base->tok_emb, tokens[i], x + i * D);
+    }
+}
+
+int dlq_tmodel_layer_forward(dlq_tmodel *tm, int l, const float *x_in, float *x_out, dlq_err *err) {
+    if (l < 0 || l >= tm->cfg.n_layers) return dlq_errf(err, DLQ_EINVAL, "layer %d does not exist", l);
+    float *cs, *sn;
+    int rc = make_rope(tm, &cs, &sn, err);
+    if (rc) return rc;
+    dlq_acts *a = acts_of(tm, l);
+    if (a->x_in != x_in) memmove(a->x_in, x_in, (size_t)((int64_t)tm->opt.B * tm->opt.T * tm->cfg.dim) * sizeof(float));
+    layer_forward(tm, l, a, x_out, cs, sn);
+    free(cs);
+    free(sn);
+    return DLQ_OK;
+}
+
+const dlq_acts *dlq_tmodel_layer_acts(const dlq_tmodel *tm, int l) { return &tm->acts[tm->opt.recompute ? 0 : l]; }

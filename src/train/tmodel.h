@@ -46,11 +46,13 @@ typedef struct dlq_tmodel_opts {
     dlq_qspec qspec;
     int clip_search;       /* RTN init with the least-squares clipping search */
     int lsq;               /* LSQ gradient scale for s */
+    int full_qat;          /* LLM-QAT-style full QAT: every targeted W trainable (fp32 copy) through the fake-quantizer */
+    int qalora;            /* QA-LoRA: LoRA on group-pooled inputs over the frozen quantized base (src/quant/qalora.h) */
     dlq_loss_kind loss;    /* training objective (teacher = the frozen base model) */
 } dlq_tmodel_opts;
 
 /* Trainable sets for the quantization phases (dlq_tmodel_set_trainable). */
-enum { DLQ_TRAIN_SB = 1, DLQ_TRAIN_M = 2, DLQ_TRAIN_AB = 4 };
+enum { DLQ_TRAIN_SB = 1, DLQ_TRAIN_M = 2, DLQ_TRAIN_AB = 4, DLQ_TRAIN_W = 8 };
 
 typedef struct dlq_tlayer {
     dlq_tlinear p[DLQ_N_PROJ];
@@ -68,6 +70,7 @@ typedef struct dlq_tmodel {
     dlq_params params;
     int group_main, group_nodecay, group_frozen; /* parameter group ids: 2-D weights, norms, frozen */
     int group_sb, group_m, group_ab;            /* quant mode: s/b, m, LoRA A/B (own lr multipliers) */
+    int group_w;                                /* quant mode, full QAT: the trainable weights */
     dlq_qstate *qs;                             /* quant mode: [n_layers * DLQ_N_PROJ] */
     dlq_tlayer *layers;
     float *emb, *g_emb;             /* FULL: trainable embedding copy; else NULL (base view used) */
@@ -114,5 +117,14 @@ size_t dlq_tmodel_count(const dlq_tmodel *tm, unsigned mask);
 /* The effective fp32 weight of projection p of layer l (FULL: the trained
  * copy; LORA: W0 + scale B A; FROZEN: W0) written into out [out*in]. */
 void dlq_tmodel_effective_weight(const dlq_tmodel *tm, int l, int p, float *out);
+
+/* Layer-by-layer forward for calibration (GPTQ): x [B*T, dim] holds B*T
+ * positions of B sequences of the micro-batch's T; dlq_tmodel_embed writes the
+ * token embeddings, dlq_tmodel_layer_forward runs layer l from x_in into x_out
+ * (may alias) leaving the layer's activations (norm outputs, attention output,
+ * MLP hidden) in *dlq_tmodel_layer_acts(tm, l). */
+void dlq_tmodel_embed(const dlq_tmodel *tm, const int32_t *tokens, float *x);
+int dlq_tmodel_layer_forward(dlq_tmodel *tm, int l, const float *x_in, float *x_out, dlq_err *err);
+const dlq_acts *dlq_tmodel_layer_acts(const dlq_tmodel *tm, int l);
 
 #endif
