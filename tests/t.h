@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -56,6 +57,20 @@ static inline double t_maxabs(const float *a, const float *b, size_t n, size_t *
     }
     if (worst) *worst = w;
     return m;
+}
+
+/* Runs a shell command (one thread, passive OpenMP waits), captures stdout +
+ * stderr into out (truncated to cap), returns the exit status (-1: no status).
+ * For the CLI tests. */
+static inline int t_run(const char *cmd, char *out, size_t cap) {
+    char full[2048];
+    snprintf(full, sizeof full, "OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive %s 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 #endif

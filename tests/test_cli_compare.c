@@ -1,7 +1,8 @@
 /* `dlqat compare` end to end on the shipped stories260K with token files (a
  * few steps per method): every method runs as a subprocess, the report holds
  * FP, the FP + LoRA control and each method with a finite perplexity, trainable
- * parameters and peak RSS, and the plots are written. Also: a bad method name
+ * parameters and peak RSS, and the plots are written; the row length comes
+ * from the token file (no --seq). Also: a bad method name
  * is refused before anything runs. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,26 +15,15 @@
 #define M "models/stories260K/stories260K.bin"
 #define DIR "build/tests/cli_compare"
 
-static int run(const char *cmd, char *out, size_t cap) {
-    char full[2048];
-    snprintf(full, sizeof full, "OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive %s 2>&1", cmd);
-    FILE *p = popen(full, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 int main(void) {
     static char o[1 << 17];
     if (system("rm -rf " DIR " && mkdir -p " DIR) != 0) { CHECK(0, "mkdir"); return T_DONE(); }
-    int rc = run("build/dlqat sample --model " M " --n 16 --len 32 --seed 1 --out " DIR "/train.tok", o, sizeof o);
+    int rc = t_run("build/dlqat sample --model " M " --n 16 --len 32 --seed 1 --out " DIR "/train.tok", o, sizeof o);
     CHECK(rc == 0, "sample: %s", o);
-    rc = run("build/dlqat sample --model " M " --n 4 --len 32 --seed 2 --out " DIR "/eval.tok", o, sizeof o);
+    rc = t_run("build/dlqat sample --model " M " --n 4 --len 32 --seed 2 --out " DIR "/eval.tok", o, sizeof o);
     CHECK(rc == 0, "sample: %s", o);
-    rc = run("build/dlqat compare --model " M " --bits 4 --group 32 --data " DIR "/train.tok --eval-tokens " DIR
-             "/eval.tok --methods rtn,gptq,qalora,qat,dlqat --phase1-steps 1 --steps 2 --batch 2 --seq 32 --calib 4 --out " DIR "/cmp",
+    rc = t_run("build/dlqat compare --model " M " --bits 4 --group 32 --data " DIR "/train.tok --eval-tokens " DIR
+             "/eval.tok --methods rtn,gptq,qalora,qat,dlqat --phase1-steps 1 --steps 2 --batch 2 --calib 4 --out " DIR "/cmp",
              o, sizeof o);
     CHECK(rc == 0, "compare (rc %d): %s", rc, o + (strlen(o) > 3000 ? strlen(o) - 3000 : 0));
     json_error_t je;
@@ -63,7 +53,7 @@ int main(void) {
     f = fopen(DIR "/cmp/ppl.svg", "r");
     CHECK(f != NULL, "ppl.svg written");
     if (f) fclose(f);
-    rc = run("build/dlqat compare --model " M " --bits 4 --group 32 --data " DIR "/train.tok --eval-tokens " DIR
+    rc = t_run("build/dlqat compare --model " M " --bits 4 --group 32 --data " DIR "/train.tok --eval-tokens " DIR
              "/eval.tok --methods rtn,awq --out " DIR "/bad", o, sizeof o);
     CHECK(rc == 2 && strstr(o, "awq"), "unknown method refused (rc %d): %s", rc, o);
     return T_DONE();

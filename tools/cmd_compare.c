@@ -164,6 +164,7 @@ int cmd_compare(int argc, char **argv) {
     long long task_limit = 0;
     const char *methods = "rtn,gptq,qalora,qat,dlqat", *group = "128";
     long long p1 = 100, p2 = 200, calib = 128, eval_windows = 0, seed = 1;
+    int seq_set = 0;
     int bits = 3, B = 8, T = 128, rank = 16, ctx = 0, act_order = 0, recompute = 0, dry = 0;
     double lr = 5e-4, lr_sb = 1e-4, lr_qat = 5e-5, alpha = 16;
     while (cli_next(&a)) {
@@ -182,7 +183,7 @@ int cmd_compare(int argc, char **argv) {
         else if (cli_is(&a, "--phase1-steps", NULL)) p1 = cli_int(&a, 0, 1LL << 40);
         else if (cli_is(&a, "--steps", NULL)) p2 = cli_int(&a, 0, 1LL << 40);
         else if (cli_is(&a, "--batch", NULL)) B = (int)cli_int(&a, 1, 1 << 16);
-        else if (cli_is(&a, "--seq", NULL)) T = (int)cli_int(&a, 2, 1 << 20);
+        else if (cli_is(&a, "--seq", NULL)) { T = (int)cli_int(&a, 2, 1 << 20); seq_set = 1; }
         else if (cli_is(&a, "--lr", NULL)) lr = cli_num(&a, 0, 10);
         else if (cli_is(&a, "--lr-sb", NULL)) lr_sb = cli_num(&a, 0, 10);
         else if (cli_is(&a, "--lr-qat", NULL)) lr_qat = cli_num(&a, 0, 10);
@@ -200,6 +201,19 @@ int cmd_compare(int argc, char **argv) {
     if (!model || !data || !out || (!eval_text == !eval_tokens)) {
         fprintf(stderr, "dlqat compare: --model, --data, --out and one of --eval-text / --eval-tokens are required\n");
         return 2;
+    }
+    if (!seq_set) { /* a token file carries its row length: use it (the runs would refuse any other) */
+        dlq_err derr = {0};
+        const char *det = dlq_data_detect(data, &derr);
+        if (!det) { fprintf(stderr, "dlqat compare: %s\n", derr.msg); return 1; }
+        if (!strcmp(det, "tokens")) {
+            int32_t *ids;
+            uint64_t rows;
+            uint32_t fT;
+            if (dlq_tokens_read(data, 0, 0, &ids, &rows, &fT, NULL, &derr)) { fprintf(stderr, "dlqat compare: %s\n", derr.msg); return 1; }
+            free(ids);
+            T = (int)fT;
+        }
     }
     if (eval_tokens && ctx) { fprintf(stderr, "dlqat compare: --ctx does not apply to --eval-tokens (the file's rows are the windows)\n"); return 2; }
     if (tasks && !dry) { /* the harness is a subcommand of this binary: check that this build has it */

@@ -103,20 +103,7 @@ int dlq_export_dlq_with(const dlq_tmodel *tm, const char *path, const char *meth
     if (!rc) rc = add_dense_w(fw, "model.norm.weight", &m->out_norm, err);
     if (!rc && !c->tied) rc = add_dense_w(fw, "lm_head.weight", &m->lm_head, err);
     /* tokenizer, byte for byte */
-    if (!rc && m->tok && m->tok_kind[0]) {
-        if (m->tok_blob) {
-            rc = dlq_file_set_tokenizer(fw, m->tok_kind, m->tok_blob, m->tok_blob_n, dlq_tok_add_bos(m->tok),
-                                        dlq_tok_bos(m->tok), dlq_tok_eos(m->tok), err);
-        } else {
-            char *buf;
-            size_t len;
-            if (!(rc = dlq_read_file(m->tok_path, &buf, &len, err))) {
-                rc = dlq_file_set_tokenizer(fw, m->tok_kind, buf, len, dlq_tok_add_bos(m->tok), dlq_tok_bos(m->tok),
-                                            dlq_tok_eos(m->tok), err);
-                free(buf);
-            }
-        }
-    }
+    if (!rc) rc = dlq_quant_write_tokenizer(fw, m, err);
     if (!rc) rc = dlq_file_commit(fw, path, err);
     free(wp); free(sc); free(bi); free(q);
     dlq_file_writer_free(fw);
@@ -162,4 +149,19 @@ int dlq_tmodel_to_model(const dlq_tmodel *tm, dlq_model **out, dlq_err *err) {
     dlq_model_count_bytes(m);
     *out = m;
     return DLQ_OK;
+}
+
+int dlq_quant_write_tokenizer(dlq_file_writer *fw, const dlq_model *m, dlq_err *err) {
+    if (!m->tok || !m->tok_kind[0]) return DLQ_OK;
+    if (m->tok_blob)
+        return dlq_file_set_tokenizer(fw, m->tok_kind, m->tok_blob, m->tok_blob_n, dlq_tok_add_bos(m->tok),
+                                      dlq_tok_bos(m->tok), dlq_tok_eos(m->tok), err);
+    char *buf;
+    size_t len;
+    int rc = dlq_read_file(m->tok_path, &buf, &len, err);
+    if (rc) return rc;
+    rc = dlq_file_set_tokenizer(fw, m->tok_kind, buf, len, dlq_tok_add_bos(m->tok), dlq_tok_bos(m->tok),
+                                dlq_tok_eos(m->tok), err);
+    free(buf);
+    return rc;
 }

@@ -28,6 +28,10 @@ void dlq_quant_merge_layer(const dlq_tlinear *L, float *wp, int8_t *q, float *sc
 /* An in-memory model whose quantized projections are the fake-quantized fp32
  * weights m*(s*q+b) of tm (everything else borrowed from the base model; no
  * tokenizer). For evaluation and parity tests. Free with dlq_model_destroy. */
+/* Embeds the model's tokenizer (its original file bytes) into a .dlq being
+ * written; nothing when the model has none. Shared by the .dlq writers. */
+struct dlq_file_writer;
+int dlq_quant_write_tokenizer(struct dlq_file_writer *fw, const dlq_model *m, dlq_err *err);
 int dlq_tmodel_to_model(const dlq_tmodel *tm, dlq_model **out, dlq_err *err);
 
 #endif

@@ -8,6 +8,7 @@
 #include "io/dlq_file.h"
 #include "io/hf_write.h"
 #include "kernels/linear.h"
+#include "quant/export.h"
 #include "quant/quant.h"
 #include "train/tmodel.h"
 
@@ -96,20 +97,7 @@ int dlq_quant_rtn_to_dlq(const dlq_model *m, const char *path, const dlq_rtn_opt
     if (!rc && !c->tied)
         rc = head_q ? add_rtn(fw, "lm_head.weight", &m->lm_head, o->head_bits, o->group, o->param_dtype, o->clip_search, err)
                     : add_dense(fw, "lm_head.weight", &m->lm_head, err);
-    if (!rc && m->tok && m->tok_kind[0]) {
-        if (m->tok_blob) {
-            rc = dlq_file_set_tokenizer(fw, m->tok_kind, m->tok_blob, m->tok_blob_n, dlq_tok_add_bos(m->tok),
-                                        dlq_tok_bos(m->tok), dlq_tok_eos(m->tok), err);
-        } else {
-            char *buf;
-            size_t len;
-            if (!(rc = dlq_read_file(m->tok_path, &buf, &len, err))) {
-                rc = dlq_file_set_tokenizer(fw, m->tok_kind, buf, len, dlq_tok_add_bos(m->tok), dlq_tok_bos(m->tok),
-                                            dlq_tok_eos(m->tok), err);
-                free(buf);
-            }
-        }
-    }
+    if (!rc) rc = dlq_quant_write_tokenizer(fw, m, err);
     if (!rc) rc = dlq_file_commit(fw, path, err);
     dlq_file_writer_free(fw);
     return rc;
