@@ -82,6 +82,27 @@ static void forward_all(const dlq_model *m, const int32_t *tok, int T, float *ba
     dlq_state_destroy(s);
 }
 
+/* An untied embedding table is read row by row with pread (so generating
+ * does not map the table into the process); the rows equal the mapped ones,
+ * and a failing read falls back to the mapping. */
+static void check_embedding_rows(const dlq_model *m, const char *what) {
+    const dlq_weight *w = &m->tok_emb;
+    CHECK(w->row_fd_set == !m->cfg.tied, "%s: embedding rows read from the file: %d (tied %d)", what, w->row_fd_set,
+          m->cfg.tied);
+    dlq_weight bad = *w;
+    bad.row_fd = -1; /* pread fails: the mapping is read instead */
+    float *a = malloc((size_t)w->cols * 4), *b = malloc((size_t)w->cols * 4), *c = malloc((size_t)w->cols * 4);
+    double e = 0;
+    for (int64_t r = 0; r < w->rows; r++) {
+        dlq_weight_row(w, r, a);
+        dlq_weight_row(&bad, r, c);
+        dlq_to_f32(b, (const char *)w->data + (size_t)(r * w->cols) * dlq_dtype_size(w->dtype), w->dtype, (size_t)w->cols);
+        e = fmax(e, fmax(t_maxabs(a, b, (size_t)w->cols, NULL), t_maxabs(c, b, (size_t)w->cols, NULL)));
+    }
+    CHECK(e == 0, "%s: embedding rows differ from the mapped table by %g", what, e);
+    free(a); free(b); free(c);
+}
+
 static void test_rtn_file(const dlq_model *base, int bits, int group, int f16, int head_bits) {
     char path[] = "/tmp/dlq_test_deploy_XXXXXX.dlq";
     int fd = mkstemps(path, 4);
@@ -93,6 +114,7 @@ static void test_rtn_file(const dlq_model *base, int bits, int group, int f16, i
     dlq_model *pm;
     if (rc || dlq_model_load(&pm, path, NULL, &err)) { CHECK(0, "load: %s", err.msg); unlink(path); return; }
     CHECK(pm->n_owned == 0, "the .dlq loader allocated %d weight buffers (expected views only)", pm->n_owned);
+    check_embedding_rows(pm, "packed .dlq");
     char what[96];
     double e = 0;
     for (int l = 0; l < base->cfg.n_layers; l++)
@@ -198,6 +220,15 @@ int main(void) {
     dlq_err err = {0};
     if (dlq_model_load(&base, FIX, NULL, &err)) { CHECK(0, "%s", err.msg); return T_DONE(); }
     CHECK(!base->cfg.tied, "the fixture has an untied head");
+    check_embedding_rows(base, "safetensors");
+    dlq_model *tied; /* a tied table is streamed whole by the head: it stays mapped */
+    if (dlq_model_load(&tied, "models/stories260K/stories260K.bin", NULL, &err) == 0) {
+        CHECK(tied->cfg.tied, "stories260K has a tied head");
+        check_embedding_rows(tied, "llama2.c, tied");
+        dlq_model_destroy(tied);
+    } else {
+        CHECK(0, "%s", err.msg);
+    }
     test_rtn_file(base, 4, 32, 1, 8);  /* the deployment setting: F16 parameters, 8-bit head */
     test_rtn_file(base, 3, 64, 0, 0);  /* ragged last group on down_proj (96 = 64 + 32), F32 parameters */
     test_rtn_file(base, 2, 16, 1, 0);

@@ -246,7 +246,17 @@ int dlq_file_parse(dlq_file *f, const uint8_t *d, size_t size, const char *what,
     if (memcmp(d + size - 8, ENDMAGIC, 8)) return dlq_errf(err, DLQ_EFORMAT, "%s: missing end marker (truncated?)", what);
     uint32_t want;
     memcpy(&want, d + size - TRAILER, 4);
-    uint32_t got = dlq_crc32c(0, d, size - TRAILER);
+    /* in 32 MiB steps; from a mapping (dlq_file_open) each step's pages are
+     * dropped from this process right after (they stay in the page cache), so
+     * checking a model never makes it all resident: the forward pass faults
+     * back what it uses, and an embedding table costs only the rows looked up */
+    uint32_t got = 0;
+    const size_t step = (size_t)32 << 20;
+    for (size_t o = 0; o < size - TRAILER; o += step) {
+        size_t n = size - TRAILER - o < step ? size - TRAILER - o : step;
+        got = dlq_crc32c(got, d + o, n);
+        if (f->drop_pages) madvise((void *)(d + o), n, MADV_DONTNEED);
+    }
     if (got != want)
         return dlq_errf(err, DLQ_EFORMAT, "%s: checksum mismatch (stored %08x, computed %08x): the file is damaged", what,
                         want, got);
@@ -272,12 +282,12 @@ int dlq_file_open(dlq_file *f, const char *path, dlq_err *err) {
     memset(f, 0, sizeof *f);
     int rc = dlq_mapfile_open(&f->map, path, err);
     if (rc) return rc;
+    f->drop_pages = 1; /* page-aligned private mapping: see the checksum loop */
     rc = dlq_file_parse(f, f->map.data, f->map.size, path, err);
+    /* the JSON header and the small tables the loader read are faulted back
+     * as needed; drop the rest of what parsing touched too */
+    if (!rc && f->map.size) madvise((void *)f->map.data, f->map.size, MADV_DONTNEED);
     if (rc) dlq_mapfile_close(&f->map);
-    /* The checksum pass faulted in every page of the file. Drop them from this
-     * process (they stay in the page cache): the forward pass faults back what
-     * it uses, so an embedding table costs only the rows that are looked up. */
-    else if (f->map.size) madvise((void *)f->map.data, f->map.size, MADV_DONTNEED);
     return rc;
 }
 

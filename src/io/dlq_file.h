@@ -69,6 +69,8 @@ int dlq_file_commit(dlq_file_writer *w, const char *path, dlq_err *err);
 typedef struct dlq_file {
     dlq_mapfile map;
     void *json;           /* json_t * root */
+    int drop_pages;       /* dlq_file_open: the data is a private mapping whose pages
+                             the checksum pass drops from the process as it goes */
 } dlq_file;
 
 int dlq_file_open(dlq_file *f, const char *path, dlq_err *err);

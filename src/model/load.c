@@ -1,13 +1,18 @@
 /* Model loading: format detection and the Hugging Face folder path. The
  * llama2.c and GGUF paths are in load_llama2c.c / load_gguf.c. */
+#define _POSIX_C_SOURCE 200809L
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
 #include "core/mapfile.h"
 #include "io/dlq_file.h"
+#include "io/gguf.h"
+#include "io/llama2c.h"
 #include "io/safetensors.h"
 #include "model/load_internal.h"
 
@@ -203,9 +208,42 @@ static void free_src(dlq_model *m) {
     m->src = NULL;
 }
 
+/* An untied embedding table that is a view into a mapped file gets its rows
+ * read with pread (dlq_weight.row_fd): generation looks up a few hundred rows
+ * of a table of tens of thousands, and reading them through the mapping made
+ * the whole table resident (see model.h). A tied table is streamed whole by
+ * the head anyway, so it stays mapped. Without the file (or on any failure)
+ * rows are read through the mapping as before. */
+static void read_embedding_rows(dlq_model *m) {
+    dlq_weight *w = &m->tok_emb;
+    if (!w->data || w->data == m->lm_head.data || w->dtype == DLQ_QPACK || !m->src) return;
+    const dlq_mapfile *files = NULL;
+    int n = 0;
+    switch (m->format) {
+    case DLQ_FMT_HF: files = ((dlq_safetensors *)m->src)->files; n = ((dlq_safetensors *)m->src)->nfiles; break;
+    case DLQ_FMT_LLAMA2C: files = &((dlq_llama2c *)m->src)->file; n = 1; break;
+    case DLQ_FMT_GGUF: files = &((dlq_gguf *)m->src)->file; n = 1; break;
+    case DLQ_FMT_DLQ: files = &((dlq_file *)m->src)->map; n = 1; break;
+    }
+    size_t bytes = (size_t)(w->rows * w->cols) * dlq_dtype_size(w->dtype);
+    for (int i = 0; i < n; i++) {
+        const uint8_t *p = w->data;
+        if (!files[i].data || p < files[i].data || p + bytes > files[i].data + files[i].size) continue;
+        int fd = open(files[i].path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return;
+        m->emb_fd = fd;
+        m->emb_fd_open = 1;
+        w->row_fd_set = 1;
+        w->row_fd = fd;
+        w->row_off = (int64_t)(p - files[i].data);
+        return;
+    }
+}
+
 void dlq_model_destroy(dlq_model *m) {
     if (!m) return;
     free_src(m);
+    if (m->emb_fd_open) close(m->emb_fd);
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     free(m->layers);
@@ -239,6 +277,7 @@ int dlq_model_load(dlq_model **out, const char *path, const dlq_load_opts *opts,
     }
     if (!rc && opts && opts->adapter_path) rc = dlq_model_apply_adapter(m, opts->adapter_path, err);
     if (rc) { dlq_model_destroy(m); return rc; }
+    read_embedding_rows(m);
     dlq_model_count_bytes(m);
     *out = m;
     return DLQ_OK;

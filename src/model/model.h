@@ -32,6 +32,13 @@ typedef struct dlq_weight {
     const float *qscale, *qbias;
     dlq_dtype qpdtype;
     const uint16_t *qscale_h, *qbias_h;
+    /* Row lookups (dlq_weight_row) read with pread from an open file when
+     * row_fd_set: rows of the stored dtype at byte row_off + r*cols*size.
+     * Set on an untied embedding table, so that a lookup does not map the
+     * table's pages into the process (the kernel maps whole page-cache folios
+     * on a fault: a few hundred lookups made a 250 MiB table resident). */
+    int row_fd_set, row_fd;
+    int64_t row_off;
 } dlq_weight;
 
 typedef struct dlq_layer {
@@ -64,6 +71,9 @@ typedef struct dlq_model {
     /* quantization summary of a .dlq model (bits 0 = not quantized) */
     int q_bits, q_group;
     char q_method[32];
+    /* the file tok_emb's rows are read from (tok_emb.row_fd), owned by this
+     * model when emb_fd_open (a copy of the struct must clear it) */
+    int emb_fd_open, emb_fd;
 } dlq_model;
 
 typedef struct dlq_load_opts {

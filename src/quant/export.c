@@ -119,6 +119,7 @@ int dlq_tmodel_to_model(const dlq_tmodel *tm, dlq_model **out, dlq_err *err) {
     m->tok = NULL;
     m->owned = NULL;
     m->n_owned = 0;
+    m->emb_fd_open = 0; /* the base owns the embedding's file */
     m->layers = malloc((size_t)b->cfg.n_layers * sizeof *m->layers);
     if (!m->layers) { free(m); return dlq_errf(err, DLQ_ENOMEM, "out of memory"); }
     memcpy(m->layers, b->layers, (size_t)b->cfg.n_layers * sizeof *m->layers);

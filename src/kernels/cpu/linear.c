@@ -1,6 +1,9 @@
+#define _POSIX_C_SOURCE 200809L
 #include <cblas.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kernels/linear.h"
 #include "kernels/qkernels.h"
@@ -21,13 +24,31 @@ size_t dlq_linear_scratch_floats(int64_t cols) {
     return a > b ? a : b;
 }
 
+/* one row of a weight read with pread (dlq_weight.row_fd): 1 on success; on a
+ * short read or an error 0, and the caller reads the mapping instead */
+static int read_row(int fd, int64_t off, size_t rb, dlq_dtype dt, size_t n, float *out) {
+    char stack[16384], *buf = rb <= sizeof stack ? stack : malloc(rb);
+    size_t got = 0;
+    while (buf && got < rb) {
+        ssize_t k = pread(fd, buf + got, rb - got, (off_t)(off + (int64_t)got));
+        if (k <= 0) break;
+        got += (size_t)k;
+    }
+    int ok = buf && got == rb;
+    if (ok) dlq_to_f32(out, buf, dt, n);
+    if (buf != stack) free(buf);
+    return ok;
+}
+
 void dlq_weight_row(const dlq_weight *w, int64_t r, float *out) {
     if (w->dtype == DLQ_QPACK) {
         dlq_qdequant_w_row(w, r, out);
         return;
     }
-    size_t es = dlq_dtype_size(w->dtype);
-    dlq_to_f32(out, (const char *)w->data + (size_t)r * (size_t)w->cols * es, w->dtype, (size_t)w->cols);
+    size_t es = dlq_dtype_size(w->dtype), rb = (size_t)w->cols * es;
+    if (w->row_fd_set && read_row(w->row_fd, w->row_off + (int64_t)(r * (int64_t)rb), rb, w->dtype, (size_t)w->cols, out))
+        return;
+    dlq_to_f32(out, (const char *)w->data + (size_t)r * rb, w->dtype, (size_t)w->cols);
 }
 
 static void add_bias(float *y, int64_t ldy, int64_t n, const dlq_weight *bias) {
