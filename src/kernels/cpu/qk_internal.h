@@ -67,6 +67,12 @@ void dlq_qk_dot_i8_tail(const dlq_qrow *r, const dlq_qxv *xv, int n, int64_t j0,
 /* dst[j] = s_g u_j + c_g for j in [j0, in) */
 void dlq_qk_dequant_tail(const dlq_qrow *r, float *dst, int64_t j0);
 
+/* F16 group parameters of one row (AVX2 + F16C): s[g] = scale, and per
+ * vector i the offset term off[i] = sum_g (bias_g + qmin*s_g) * sx[i][g]
+ * (sx: the vector's per-group sums), in one pass over the row's parameters. */
+void dlq_qk_params_f16_avx2(const uint16_t *sh, const uint16_t *bh, int64_t ng, float qmin, const float *const *sx, int n,
+                            float *s, float *off);
+
 /* Row kernels: out[i] = the full-row sums above (tails included). */
 void dlq_qk_dot_f32_avx2(const dlq_qrow *r, const dlq_qxv *xv, int n, float *out);
 void dlq_qk_dot_i8_avx2(const dlq_qrow *r, const dlq_qxv *xv, int n, float *out); /* 2-, 4- and 8-bit only */

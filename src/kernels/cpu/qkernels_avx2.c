@@ -99,6 +99,26 @@ void dlq_qk_dot_f32_avx2(const dlq_qrow *r, const dlq_qxv *xv, int n, float *out
     }
 }
 
+void dlq_qk_params_f16_avx2(const uint16_t *sh, const uint16_t *bh, int64_t ng, float qmin, const float *const *sx, int n,
+                            float *s, float *off) {
+    __m256 a[DLQ_QK_MAXN];
+    const __m256 qm = _mm256_set1_ps(qmin);
+    for (int i = 0; i < n; i++) a[i] = _mm256_setzero_ps();
+    int64_t g = 0;
+    for (; g + 8 <= ng; g += 8) {
+        __m256 sv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sh + g)));
+        __m256 cv = _mm256_fmadd_ps(sv, qm, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(bh + g))));
+        _mm256_storeu_ps(s + g, sv);
+        for (int i = 0; i < n; i++) a[i] = _mm256_fmadd_ps(cv, _mm256_loadu_ps(sx[i] + g), a[i]);
+    }
+    for (int i = 0; i < n; i++) off[i] = hsum(a[i]);
+    for (; g < ng; g++) {
+        s[g] = _cvtsh_ss(sh[g]);
+        float c = s[g] * qmin + _cvtsh_ss(bh[g]);
+        for (int i = 0; i < n; i++) off[i] += c * sx[i][g];
+    }
+}
+
 void dlq_qk_dequant_avx2(const dlq_qrow *r, float *dst) {
     if (r->group % 16) { dlq_qk_dequant_tail(r, dst, 0); return; }
     tabs t = make_tabs(r->bits);
@@ -122,48 +142,71 @@ void dlq_qk_dequant_avx2(const dlq_qrow *r, float *dst) {
  * mask, in an order the activations were permuted to beforehand
  * (dlq_qk_permute_x), so no byte shuffles are needed. vpmaddubsw of two
  * planes (<= 2*15*127 each, no saturation), summed, then vpmaddwd: 8 int32
- * lanes whose activation scales are xdv. group % 32 == 0 (dispatcher); the
- * weight scale of the second half-block is blended into lanes `hi`. */
-AI void dot_i8_n(const dlq_qrow *r, const dlq_qxv *xv, const int N, float *out, const int bits) {
+ * lanes whose activation scales are xdv, times the weight scale(s) sv. */
+AI void blk_i8(const dlq_qrow *r, const dlq_qxv *xv, const int N, int64_t j, __m256 sv, __m256 *acc, const int bits) {
     const __m256i ones = _mm256_set1_epi16(1);
     const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x03);
     const __m256i sh_a = _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2), sh_b = _mm256_setr_epi32(4, 4, 4, 4, 6, 6, 6, 6);
-    __m256 acc[DLQ_QK_MAXN];
-    _Pragma("GCC unroll 4")
-    for (int i = 0; i < N; i++) acc[i] = _mm256_setzero_ps();
-    /* blocks of 64 run group by group, so the weight scale is loaded once per
-     * group (no division per block); a group of 32*odd puts two scales in a
-     * block: then `span` is 64 and the second half's scale is blended in */
-    const int64_t span = r->group % 64 == 0 ? r->group : 64, full = r->in / 64 * 64;
-    int64_t j = 0;
-    while (j < full) {
-        int64_t end = j + span < full ? j + span : full;
-        float sa = r->s[j / r->group], sb = r->s[(j + 32) / r->group];
-        __m256 sv = bits == 4 ? _mm256_blend_ps(_mm256_set1_ps(sa), _mm256_set1_ps(sb), 0xF0)
-                              : _mm256_blend_ps(_mm256_set1_ps(sa), _mm256_set1_ps(sb), 0xCC);
-        for (; j < end; j += 64) {
-            __m256i a, b;
-            if (bits == 4) {
-                __m256i v = _mm256_loadu_si256((const __m256i *)(r->q + j / 2));
-                a = _mm256_and_si256(v, m4);
-                b = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-            } else {
-                __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(r->q + j / 4)));
-                a = _mm256_and_si256(_mm256_srlv_epi32(v, sh_a), m2);
-                b = _mm256_and_si256(_mm256_srlv_epi32(v, sh_b), m2);
-            }
-            _Pragma("GCC unroll 4")
-            for (int i = 0; i < N; i++) {
-                const int8_t *xp = xv[i].xqp + j;
-                __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(a, _mm256_loadu_si256((const __m256i *)xp)),
-                                             _mm256_maddubs_epi16(b, _mm256_loadu_si256((const __m256i *)(xp + 32))));
-                __m256 d = _mm256_mul_ps(_mm256_loadu_ps(xv[i].xdv + j / 8), sv);
-                acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones)), d, acc[i]);
-            }
-        }
+    __m256i a, b;
+    if (bits == 4) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(r->q + j / 2));
+        a = _mm256_and_si256(v, m4);
+        b = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    } else {
+        __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(r->q + j / 4)));
+        a = _mm256_and_si256(_mm256_srlv_epi32(v, sh_a), m2);
+        b = _mm256_and_si256(_mm256_srlv_epi32(v, sh_b), m2);
     }
     _Pragma("GCC unroll 4")
-    for (int i = 0; i < N; i++) out[i] = hsum(acc[i]);
+    for (int i = 0; i < N; i++) {
+        const int8_t *xp = xv[i].xqp + j;
+        __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(a, _mm256_loadu_si256((const __m256i *)xp)),
+                                     _mm256_maddubs_epi16(b, _mm256_loadu_si256((const __m256i *)(xp + 32))));
+        __m256 d = _mm256_mul_ps(_mm256_loadu_ps(xv[i].xdv + j / 8), sv);
+        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones)), d, acc[i]);
+    }
+}
+
+/* the weight scale(s) of the 64-block at j when group % 64 != 0 (32*odd: a
+ * block holds two groups' halves; the second half's scale goes into lanes
+ * 4-7 for 4 bits, lanes 2,3,6,7 for 2 bits) */
+AI __m256 scale2(const dlq_qrow *r, int64_t j, const int bits) {
+    int64_t G = r->group;
+    float sa = G == 32 ? r->s[j >> 5] : r->s[j / G], sb = G == 32 ? r->s[(j >> 5) + 1] : r->s[(j + 32) / G];
+    return _mm256_blend_ps(_mm256_set1_ps(sa), _mm256_set1_ps(sb), bits == 4 ? 0xF0 : 0xCC);
+}
+
+/* Blocks go in pairs into two accumulator sets (one chain of FMAs would wait
+ * out the FMA latency every block). Scales: group % 64 == 0 steps a group
+ * counter (no division in the loop); otherwise scale2. group % 32 == 0
+ * (dispatcher). */
+AI void dot_i8_n(const dlq_qrow *r, const dlq_qxv *xv, const int N, float *out, const int bits) {
+    __m256 acc[DLQ_QK_MAXN], acc2[DLQ_QK_MAXN];
+    _Pragma("GCC unroll 4")
+    for (int i = 0; i < N; i++) acc[i] = acc2[i] = _mm256_setzero_ps();
+    const int64_t full = r->in / 64 * 64, G = r->group;
+    int64_t j = 0;
+    if (G % 64 == 0) {
+        const int64_t bpg = G / 64; /* blocks per group */
+        int64_t g = 0, k = 0;
+        for (; j + 128 <= full; j += 128) {
+            __m256 s0 = _mm256_set1_ps(r->s[g]);
+            if (++k == bpg) { k = 0; g++; }
+            __m256 s1 = _mm256_set1_ps(r->s[g]);
+            if (++k == bpg) { k = 0; g++; }
+            blk_i8(r, xv, N, j, s0, acc, bits);
+            blk_i8(r, xv, N, j + 64, s1, acc2, bits);
+        }
+        if (j < full) { blk_i8(r, xv, N, j, _mm256_set1_ps(r->s[g]), acc, bits); j += 64; }
+    } else {
+        for (; j + 128 <= full; j += 128) {
+            blk_i8(r, xv, N, j, scale2(r, j, bits), acc, bits);
+            blk_i8(r, xv, N, j + 64, scale2(r, j + 64, bits), acc2, bits);
+        }
+        if (j < full) { blk_i8(r, xv, N, j, scale2(r, j, bits), acc, bits); j += 64; }
+    }
+    _Pragma("GCC unroll 4")
+    for (int i = 0; i < N; i++) out[i] = hsum(_mm256_add_ps(acc[i], acc2[i]));
     if (j < r->in) dlq_qk_dot_i8_tail(r, xv, N, j, out);
 }
 
