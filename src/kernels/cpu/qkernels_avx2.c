@@ -214,33 +214,44 @@ AI void dot_i8_n(const dlq_qrow *r, const dlq_qxv *xv, const int N, float *out, 
  * q = u - 128 against xq with llama.cpp's sign trick (|q| <= 128 and the sign
  * moved onto xq, so vpmaddubsw cannot saturate); the 128 * sum(xq) part of
  * sum(u * xq) comes back per group from csx. group % 32 == 0. */
-AI void dot_i8_8bit_n(const dlq_qrow *r, const dlq_qxv *xv, const int N, float *out) {
+AI void blk_i8_8bit(const dlq_qrow *r, const dlq_qxv *xv, const int N, int64_t j, float s, __m256 *acc) {
     const __m256i ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8((char)0x80);
-    __m256 acc[DLQ_QK_MAXN];
-    _Pragma("GCC unroll 4")
-    for (int i = 0; i < N; i++) acc[i] = _mm256_setzero_ps();
-    const int64_t full = r->in / 32 * 32;
-    int64_t j = 0;
-    while (j < full) {
-        int64_t end = (j / r->group + 1) * r->group < full ? (j / r->group + 1) * r->group : full;
-        float s = r->s[j / r->group];
-        for (; j < end; j += 32) {
-            __m256i q = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(r->q + j)), flip);
-            __m256i aq = _mm256_sign_epi8(q, q);
-            _Pragma("GCC unroll 4")
-            for (int i = 0; i < N; i++) {
-                __m256i sx = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(xv[i].xq + j)), q);
-                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, sx), ones);
-                acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(s * xv[i].xd[j / 32]), acc[i]);
-            }
-        }
-    }
-    int64_t ng = (r->in + r->group - 1) / r->group;
+    __m256i q = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(r->q + j)), flip);
+    __m256i aq = _mm256_sign_epi8(q, q);
     _Pragma("GCC unroll 4")
     for (int i = 0; i < N; i++) {
+        __m256i sx = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(xv[i].xq + j)), q);
+        __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, sx), ones);
+        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(s * xv[i].xd[j / 32]), acc[i]);
+    }
+}
+
+/* Blocks in pairs into two accumulator sets, as dot_i8_n; the scale of the
+ * block at j is s[j / group], stepped with a counter (no division). */
+AI void dot_i8_8bit_n(const dlq_qrow *r, const dlq_qxv *xv, const int N, float *out) {
+    __m256 acc[DLQ_QK_MAXN], acc2[DLQ_QK_MAXN];
+    _Pragma("GCC unroll 4")
+    for (int i = 0; i < N; i++) acc[i] = acc2[i] = _mm256_setzero_ps();
+    const int64_t full = r->in / 32 * 32, bpg = r->group / 32;
+    int64_t j = 0, g = 0, k = 0;
+    for (; j + 64 <= full; j += 64) {
+        float s0 = r->s[g];
+        if (++k == bpg) { k = 0; g++; }
+        float s1 = r->s[g];
+        if (++k == bpg) { k = 0; g++; }
+        blk_i8_8bit(r, xv, N, j, s0, acc);
+        blk_i8_8bit(r, xv, N, j + 32, s1, acc2);
+    }
+    if (j < full) { blk_i8_8bit(r, xv, N, j, r->s[g], acc); j += 32; }
+    int64_t ng = (r->in + r->group - 1) / r->group;
+    _Pragma("GCC unroll 4")
+    for (int i = 0; i < N; i++) { /* + sum_g s_g csx_g, 8 lanes wide (one running sum is a latency chain) */
+        __m256 c8 = _mm256_setzero_ps();
+        int64_t gg = 0;
+        for (; gg + 8 <= ng; gg += 8) c8 = _mm256_fmadd_ps(_mm256_loadu_ps(r->s + gg), _mm256_loadu_ps(xv[i].csx + gg), c8);
         float c = 0;
-        for (int64_t g = 0; g < ng; g++) c += r->s[g] * xv[i].csx[g];
-        out[i] = hsum(acc[i]) + c;
+        for (; gg < ng; gg++) c += r->s[gg] * xv[i].csx[gg];
+        out[i] = hsum(_mm256_add_ps(_mm256_add_ps(acc[i], acc2[i]), c8)) + c;
     }
     if (j < r->in) dlq_qk_dot_i8_tail(r, xv, N, j, out);
 }
