@@ -126,7 +126,7 @@ static void test_one(dlq_rng *r, const int64_t *sh, int bits, int f16, int nisa,
             dlq_qgemv(y, rows, x, n, &f.w, scratch);
             double worst_ref = 0, worst_bound = 0;
             int i8 = dlq_qgemv_uses_i8(&f.w);
-            CHECK(i8 == (group % 32 == 0 && (isa != DLQ_QISA_AVX2 || bits == 4 || bits == 2 || bits == 8)), "i8 path choice %s", what);
+            CHECK(i8 == (group % 32 == 0 && (isa != DLQ_QISA_AVX2 || bits == 4 || bits == 3 || bits == 2 || bits == 8)), "i8 path choice %s", what);
             for (int i = 0; i < n; i++)
                 for (int64_t rr = 0; rr < rows; rr++) {
                     double exact = 0, mag = 0, bound = 0;

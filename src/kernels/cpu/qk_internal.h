@@ -19,7 +19,7 @@ typedef struct dlq_qxv {
     const float *x;   /* [in] */
     const int8_t *xq; /* [in rounded up to 64], zero padded; int8 path only */
     const float *xd;  /* [ceil(in/32)] block scales; int8 path only */
-    /* AVX2 int8 path (2- and 4-bit): per full 64-element block, xq in the
+    /* AVX2 int8 path (2-, 3- and 4-bit): per full 64-element block, xq in the
      * order the nibble / crumb planes come out of a packed row, and the
      * activation scale of each int32 lane after vpmaddwd (dlq_qk_permute_x) */
     const int8_t *xqp; /* [in/64][64] */
@@ -30,11 +30,14 @@ typedef struct dlq_qxv {
     const float *csx;  /* [ng] */
 } dlq_qxv;
 
-/* Fills xqp / xdv for bits 2 or 4 from xq / xd (plain C). 4-bit: byte i of a
+/* Fills xqp / xdv for bits 2, 3 or 4 from xq / xd (plain C). 4-bit: byte i of a
  * 64-block holds elements 2i (low nibble) and 2i+1: xqp = [x0 x2 .. x62 |
  * x1 x3 .. x63]; lanes 0-3 hold block 2m, lanes 4-7 block 2m+1. 2-bit: byte
  * i holds elements 4i+f (bits 2f): xqp = [f=0 | f=1 | f=2 | f=3] of 16 each;
- * lanes 0,1,4,5 hold block 2m, lanes 2,3,6,7 block 2m+1. */
+ * lanes 0,1,4,5 hold block 2m, lanes 2,3,6,7 block 2m+1. 3-bit: byte p of
+ * 128-bit lane L of the two packed registers holds element 8c + e, c = 4L +
+ * w/2, e = 2t + w%2 (w = p % 8, t = p / 8 in the first, 2 + p / 8 in the
+ * second); lanes 0-3 hold block 2m, lanes 4-7 block 2m+1. */
 void dlq_qk_permute_x(int bits, const int8_t *xq, const float *xd, int64_t in, int8_t *xqp, float *xdv);
 
 static inline uint32_t dlq_qk_get_u(const uint8_t *src, int64_t j, int bits, int64_t nbytes) {
@@ -57,6 +60,13 @@ typedef struct dlq_qk_tables {
     uint8_t ctl16[9][64];
     int32_t sh16[9][16];
     uint8_t perm[9][64], msh[9][64];
+    /* AVX2 3-bit int8 path: per output register t (0..3), the vpshufb
+     * control placing the 16-bit word that holds element e = 2t + w%2 of
+     * 3-byte chunk w/2 of the lane in word w (upper lane: 4 bytes further;
+     * 0x80 for a second byte the element does not reach), and the vpmullw
+     * multiplier 2^(8 - bit offset) that moves the element to bits 8..10 */
+    uint8_t c3[4][32];
+    int16_t m3[4][16];
 } dlq_qk_tables;
 extern dlq_qk_tables dlq_qk_tab;
 
@@ -75,7 +85,7 @@ void dlq_qk_params_f16_avx2(const uint16_t *sh, const uint16_t *bh, int64_t ng, 
 
 /* Row kernels: out[i] = the full-row sums above (tails included). */
 void dlq_qk_dot_f32_avx2(const dlq_qrow *r, const dlq_qxv *xv, int n, float *out);
-void dlq_qk_dot_i8_avx2(const dlq_qrow *r, const dlq_qxv *xv, int n, float *out); /* 2-, 4- and 8-bit only */
+void dlq_qk_dot_i8_avx2(const dlq_qrow *r, const dlq_qxv *xv, int n, float *out); /* 2-, 3-, 4- and 8-bit only */
 void dlq_qk_dequant_avx2(const dlq_qrow *r, float *dst);
 void dlq_qk_dot_f32_avx512(const dlq_qrow *r, const dlq_qxv *xv, int n, float *out);
 void dlq_qk_dot_i8_avx512(const dlq_qrow *r, const dlq_qxv *xv, int n, float *out);

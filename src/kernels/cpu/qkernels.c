@@ -67,6 +67,16 @@ void dlq_qact_force(dlq_qact a) { g_act = (int)a; }
 dlq_qk_tables dlq_qk_tab;
 
 __attribute__((constructor)) static void init_tables(void) {
+    for (int t = 0; t < 4; t++)
+        for (int w = 0; w < 8; w++) {
+            int c = w / 2, e = 2 * t + w % 2, b0 = 3 * c + 3 * e / 8;
+            int span = 3 * e % 8 > 5; /* the element runs into the next byte */
+            for (int lane = 0; lane < 2; lane++) { /* the upper lane holds block bytes 8..23 */
+                dlq_qk_tab.c3[t][16 * lane + 2 * w] = (uint8_t)(b0 + 4 * lane);
+                dlq_qk_tab.c3[t][16 * lane + 2 * w + 1] = span ? (uint8_t)(b0 + 1 + 4 * lane) : 0x80;
+                dlq_qk_tab.m3[t][8 * lane + w] = (int16_t)(1 << (8 - 3 * e % 8));
+            }
+        }
     for (int b = 2; b <= 8; b++) {
         for (int e = 0; e < 16; e++) {
             int bit = e * b, byte = bit >> 3, s = bit & 7, v = e >> 3, d = e & 7;
@@ -173,6 +183,14 @@ void dlq_qk_permute_x(int bits, const int8_t *xq, const float *xd, int64_t in, i
         if (bits == 4) {
             for (int i = 0; i < 32; i++) { p[i] = x[2 * i]; p[32 + i] = x[2 * i + 1]; }
             for (int m = 0; m < 8; m++) d[m] = m >= 4 ? d1 : d0;
+        } else if (bits == 3) {
+            for (int half = 0; half < 2; half++)
+                for (int lane = 0; lane < 2; lane++)
+                    for (int pp = 0; pp < 16; pp++) {
+                        int w = pp % 8, t = 2 * half + pp / 8, c = 4 * lane + w / 2, e = 2 * t + w % 2;
+                        p[32 * half + 16 * lane + pp] = x[8 * c + e];
+                    }
+            for (int m = 0; m < 8; m++) d[m] = m >= 4 ? d1 : d0;
         } else {
             for (int f = 0; f < 4; f++)
                 for (int i = 0; i < 16; i++) p[16 * f + i] = x[4 * i + f];
@@ -212,7 +230,7 @@ size_t dlq_qgemv_scratch_bytes(int64_t in, int64_t n) {
 static int pick_kernel(const dlq_weight *w, dlq_qisa isa, dlq_qact act) {
     int i8 = act == DLQ_QACT_I8 && w->qgroup % DLQ_QK_XBLK == 0;
     if (isa == DLQ_QISA_AVX512) return i8 ? 5 : 4;
-    if (isa == DLQ_QISA_AVX2) return i8 && (w->qbits == 4 || w->qbits == 2 || w->qbits == 8) ? 3 : 2;
+    if (isa == DLQ_QISA_AVX2) return i8 && (w->qbits == 4 || w->qbits == 3 || w->qbits == 2 || w->qbits == 8) ? 3 : 2;
     return i8 ? 1 : 0;
 }
 

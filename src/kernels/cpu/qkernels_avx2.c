@@ -148,7 +148,22 @@ AI void blk_i8(const dlq_qrow *r, const dlq_qxv *xv, const int N, int64_t j, __m
     const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x03);
     const __m256i sh_a = _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2), sh_b = _mm256_setr_epi32(4, 4, 4, 4, 6, 6, 6, 6);
     __m256i a, b;
-    if (bits == 4) {
+    if (bits == 3) { /* 24 bytes, chunks of 3 bytes = 8 elements: bytes 0..15 in the
+                        lower lane, 8..23 in the upper (chunks 4-7 at offset 4) */
+        const uint8_t *p = r->q + j / 8 * 3;
+        __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)p)),
+                                            _mm_loadu_si128((const __m128i *)(p + 8)), 1);
+        const __m256i m7 = _mm256_set1_epi16(7);
+        __m256i w[4];
+        _Pragma("GCC unroll 4")
+        for (int t = 0; t < 4; t++) {
+            __m256i x = _mm256_shuffle_epi8(v, _mm256_loadu_si256((const __m256i *)dlq_qk_tab.c3[t]));
+            x = _mm256_mullo_epi16(x, _mm256_loadu_si256((const __m256i *)dlq_qk_tab.m3[t]));
+            w[t] = _mm256_and_si256(_mm256_srli_epi16(x, 8), m7);
+        }
+        a = _mm256_packus_epi16(w[0], w[1]);
+        b = _mm256_packus_epi16(w[2], w[3]);
+    } else if (bits == 4) {
         __m256i v = _mm256_loadu_si256((const __m256i *)(r->q + j / 2));
         a = _mm256_and_si256(v, m4);
         b = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
@@ -173,7 +188,7 @@ AI void blk_i8(const dlq_qrow *r, const dlq_qxv *xv, const int N, int64_t j, __m
 AI __m256 scale2(const dlq_qrow *r, int64_t j, const int bits) {
     int64_t G = r->group;
     float sa = G == 32 ? r->s[j >> 5] : r->s[j / G], sb = G == 32 ? r->s[(j >> 5) + 1] : r->s[(j + 32) / G];
-    return _mm256_blend_ps(_mm256_set1_ps(sa), _mm256_set1_ps(sb), bits == 4 ? 0xF0 : 0xCC);
+    return _mm256_blend_ps(_mm256_set1_ps(sa), _mm256_set1_ps(sb), bits == 2 ? 0xCC : 0xF0);
 }
 
 /* Blocks go in pairs into two accumulator sets (one chain of FMAs would wait
@@ -272,6 +287,13 @@ void dlq_qk_dot_i8_avx2(const dlq_qrow *r, const dlq_qxv *xv, int n, float *out)
         case 2: dot_i8_n(r, xv, 2, out, 4); break;
         case 3: dot_i8_n(r, xv, 3, out, 4); break;
         default: dot_i8_n(r, xv, 4, out, 4); break;
+        }
+    } else if (r->bits == 3) {
+        switch (n) {
+        case 1: dot_i8_n(r, xv, 1, out, 3); break;
+        case 2: dot_i8_n(r, xv, 2, out, 3); break;
+        case 3: dot_i8_n(r, xv, 3, out, 3); break;
+        default: dot_i8_n(r, xv, 4, out, 3); break;
         }
     } else {
         switch (n) {
