@@ -113,6 +113,49 @@ static void test_norm_rope(dlq_rng *r) {
     CHECK(worst < 1e-5, "rope max err %.3g", worst);
 }
 
+/* the softmax exponential (kernels/vec.h) against exp() in double */
+static void test_exp_softmax(dlq_rng *r) {
+    enum { N = 20001 };
+    float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float));
+    for (int i = 0; i < N; i++) x[i] = -90.0f * (float)i / (N - 1); /* 0 .. -90, the cut at -87 included */
+    dlq_exp_neg(y, x, N);
+    double worst = 0;
+    int below_ok = 1;
+    for (int i = 0; i < N; i++) {
+        if (x[i] < -87.0f) { below_ok &= y[i] == 0.0f; continue; }
+        double e = exp((double)x[i]);
+        worst = fmax(worst, fabs(y[i] - e) / e);
+    }
+    CHECK(worst < 3e-7, "exp: max relative error %g on [-87, 0]", worst);
+    CHECK(below_ok, "exp below -87 is 0");
+    float sp[3] = {-INFINITY, NAN, 0.0f};
+    dlq_exp_neg(sp, sp, 3);
+    CHECK(sp[0] == 0.0f && isnan(sp[1]) && sp[2] == 1.0f, "exp(-inf) %g, exp(nan) %g, exp(0) %g", sp[0], sp[1], sp[2]);
+    /* softmax of rows of every length 1..40 (tails of the 8-lane loops), wide range */
+    for (int n = 1; n <= 40; n++) {
+        float v[40];
+        double ref[40], mx = -INFINITY, sum = 0;
+        for (int i = 0; i < n; i++) { v[i] = (float)(8.0 * dlq_rng_normal(r)); mx = fmax(mx, v[i]); }
+        for (int i = 0; i < n; i++) sum += (ref[i] = exp((double)v[i] - mx));
+        dlq_softmax_inplace(v, (size_t)n);
+        double e = 0, tot = 0;
+        for (int i = 0; i < n; i++) { e = fmax(e, fabs(v[i] - ref[i] / sum)); tot += v[i]; }
+        CHECK(e < 1e-6 && fabs(tot - 1) < 1e-6, "softmax n %d: max err %g, sum %.9f", n, e, tot);
+    }
+    /* the SIMD and plain C paths give the same bits (same operations, same order) */
+    float a[203], b[203], ea[203], eb[203];
+    for (int i = 0; i < 203; i++) a[i] = b[i] = (float)(10.0 * dlq_rng_normal(r)) - 50.0f;
+    dlq_exp_neg(ea, a, 203);
+    dlq_softmax_inplace(a, 203);
+    dlq_vec_force_generic(1);
+    dlq_exp_neg(eb, b, 203);
+    dlq_softmax_inplace(b, 203);
+    dlq_vec_force_generic(0);
+    CHECK(!memcmp(a, b, sizeof a) && !memcmp(ea, eb, sizeof ea), "softmax / exp: SIMD and plain C paths differ");
+    free(x);
+    free(y);
+}
+
 int main(void) {
     dlq_rng r;
     dlq_rng_seed(&r, SEED);
@@ -120,5 +163,6 @@ int main(void) {
     test_vec(&r);
     test_linear(&r);
     test_norm_rope(&r);
+    test_exp_softmax(&r);
     return T_DONE();
 }

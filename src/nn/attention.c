@@ -2,6 +2,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "kernels/vec.h"
 #include "nn/nn.h"
 
 /* One head through sgemm: P[T, S] = softmax(scale * Q_h K_h^T) with the causal
@@ -15,14 +16,9 @@ static void head_gemm(float *out_h, float *P, const float *qh, const float *kh, 
     for (int i = 0; i < T; i++) {
         float *si = P + (int64_t)i * S;
         int hi = pos0 + i, lo = window > 0 && hi - window + 1 > 0 ? hi - window + 1 : 0;
-        float mx = -INFINITY;
-        for (int j = lo; j <= hi; j++) mx = si[j] > mx ? si[j] : mx;
-        float sum = 0;
-        for (int j = lo; j <= hi; j++) { si[j] = expf(si[j] - mx); sum += si[j]; }
-        float inv = 1.0f / sum;
-        for (int j = 0; j < lo; j++) si[j] = 0;
-        for (int j = lo; j <= hi; j++) si[j] *= inv;
-        for (int j = hi + 1; j < S; j++) si[j] = 0;
+        dlq_softmax_inplace(si + lo, (size_t)(hi - lo + 1)); /* vectorized exp (kernels/vec.h) */
+        if (lo > 0) memset(si, 0, (size_t)lo * sizeof(float));
+        if (hi + 1 < S) memset(si + hi + 1, 0, (size_t)(S - hi - 1) * sizeof(float));
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, S, 1.0f, P, S, vh, (int)ldkv, 0.0f, out_h, (int)ldq);
 }
@@ -89,19 +85,14 @@ void dlq_attention_forward_train(float *out, float *probs, const float *q, const
             const float *qi = q + i * ldq + (int64_t)h * hd;
             float *si = probs + h * TT + (int64_t)i * T, *oi = out + i * ldq + (int64_t)h * hd;
             int lo = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
-            float mx = -INFINITY;
             for (int j = lo; j <= i; j++) {
                 const float *kj = kh + j * ldkv;
                 float s = 0;
                 for (int c = 0; c < hd; c++) s += qi[c] * kj[c];
                 si[j] = s * scale;
-                mx = si[j] > mx ? si[j] : mx;
             }
-            float sum = 0;
-            for (int j = lo; j <= i; j++) { si[j] = expf(si[j] - mx); sum += si[j]; }
-            float inv = 1.0f / sum;
+            dlq_softmax_inplace(si + lo, (size_t)(i - lo + 1));
             for (int j = 0; j < lo; j++) si[j] = 0;
-            for (int j = lo; j <= i; j++) si[j] *= inv;
             for (int j = i + 1; j < T; j++) si[j] = 0;
             for (int c = 0; c < hd; c++) oi[c] = 0;
             for (int j = lo; j <= i; j++) {
