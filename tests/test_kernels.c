@@ -142,16 +142,28 @@ static void test_exp_softmax(dlq_rng *r) {
         for (int i = 0; i < n; i++) { e = fmax(e, fabs(v[i] - ref[i] / sum)); tot += v[i]; }
         CHECK(e < 1e-6 && fabs(tot - 1) < 1e-6, "softmax n %d: max err %g, sum %.9f", n, e, tot);
     }
+    /* sigmoid over [-100, 100]: relative error where sigma is a normal float, 0 below */
+    for (int i = 0; i < N; i++) x[i] = -100.0f + 200.0f * (float)i / (N - 1);
+    dlq_sigmoid(y, x, N);
+    double ws = 0;
+    for (int i = 0; i < N; i++) {
+        double sg = 1.0 / (1.0 + exp(-(double)x[i]));
+        ws = fmax(ws, x[i] > -80.0f ? fabs(y[i] - sg) / sg : fabs(y[i] - sg));
+    }
+    CHECK(ws < 4e-7, "sigmoid: max error %g", ws);
     /* the SIMD and plain C paths give the same bits (same operations, same order) */
-    float a[203], b[203], ea[203], eb[203];
+    float a[203], b[203], ea[203], eb[203], sa[203], sb[203];
     for (int i = 0; i < 203; i++) a[i] = b[i] = (float)(10.0 * dlq_rng_normal(r)) - 50.0f;
     dlq_exp_neg(ea, a, 203);
+    dlq_sigmoid(sa, a, 203);
     dlq_softmax_inplace(a, 203);
     dlq_vec_force_generic(1);
     dlq_exp_neg(eb, b, 203);
+    dlq_sigmoid(sb, b, 203);
     dlq_softmax_inplace(b, 203);
     dlq_vec_force_generic(0);
-    CHECK(!memcmp(a, b, sizeof a) && !memcmp(ea, eb, sizeof ea), "softmax / exp: SIMD and plain C paths differ");
+    CHECK(!memcmp(a, b, sizeof a) && !memcmp(ea, eb, sizeof ea) && !memcmp(sa, sb, sizeof sa),
+          "softmax / exp / sigmoid: SIMD and plain C paths differ");
     free(x);
     free(y);
 }

@@ -16,10 +16,12 @@ float dlq_dot_f16(const uint16_t *w, const float *x, size_t n);
 /* dst[i] = e^x[i] for x[i] <= 0 (0 below -87.3; a NaN stays NaN), relative
  * error ~1e-7; dst may be x */
 void dlq_exp_neg(float *dst, const float *x, size_t n);
+/* dst[i] = 1 / (1 + e^-x[i]) with dlq_exp_neg's exponential; dst may be x */
+void dlq_sigmoid(float *dst, const float *x, size_t n);
 /* x = softmax(x) over n > 0 values, with dlq_exp_neg's exponential */
 void dlq_softmax_inplace(float *x, size_t n);
 /* tests: 1 = use the plain C paths of dlq_cvt_f16 / dlq_dot_f16 / dlq_exp_neg /
- * dlq_softmax_inplace even on an AVX2 CPU; 0 = back to the CPU check */
+ * dlq_sigmoid / dlq_softmax_inplace even on an AVX2 CPU; 0 = back to the CPU check */
 void dlq_vec_force_generic(int on);
 /* dot of a stored row (dtype t) with fp32 x */
 float dlq_dot_w(const void *w, dlq_dtype t, const float *x, size_t n);

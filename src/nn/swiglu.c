@@ -1,12 +1,18 @@
 #include <math.h>
 
+#include "kernels/vec.h"
 #include "nn/nn.h"
+
+/* sigma(g) comes from dlq_sigmoid (vectorized exponential) a chunk at a time */
+#define SW_CHUNK 256
 
 void dlq_swiglu_forward(float *out, const float *gate, const float *up, int64_t n) {
     #pragma omp parallel for schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) {
-        float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
+    for (int64_t c = 0; c < n; c += SW_CHUNK) {
+        int64_t m = n - c < SW_CHUNK ? n - c : SW_CHUNK;
+        float sg[SW_CHUNK];
+        dlq_sigmoid(sg, gate + c, (size_t)m);
+        for (int64_t i = 0; i < m; i++) out[c + i] = gate[c + i] * sg[i] * up[c + i];
     }
 }
 
@@ -14,11 +20,15 @@ void dlq_swiglu_forward(float *out, const float *gate, const float *up, int64_t 
  * Overwrites dgate/dup; elementwise, so dgate may alias gate and dup may alias up. */
 void dlq_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int64_t n) {
     #pragma omp parallel for schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) {
-        float g = gate[i], u = up[i], d = dout[i];
-        float sg = 1.0f / (1.0f + expf(-g));
-        float silu = g * sg;
-        dgate[i] = d * u * (sg + silu * (1.0f - sg));
-        dup[i] = d * silu;
+    for (int64_t c = 0; c < n; c += SW_CHUNK) {
+        int64_t m = n - c < SW_CHUNK ? n - c : SW_CHUNK;
+        float sgs[SW_CHUNK];
+        dlq_sigmoid(sgs, gate + c, (size_t)m);
+        for (int64_t i = 0; i < m; i++) {
+            float g = gate[c + i], u = up[c + i], d = dout[c + i], sg = sgs[i];
+            float silu = g * sg;
+            dgate[c + i] = d * u * (sg + silu * (1.0f - sg));
+            dup[c + i] = d * silu;
+        }
     }
 }

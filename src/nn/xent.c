@@ -2,19 +2,19 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "kernels/vec.h"
 #include "nn/nn.h"
 
 /* One row: returns -log softmax(l)[t] (double) and writes dl = scale * (softmax - onehot).
- * dl may alias l: l[t] is read before anything is written. */
+ * dl may alias l: l[t] is read before anything is written. The exponentials
+ * are dlq_exp_neg's (vectorized), the sum is in double. */
 static double xent_row(float *dl, const float *l, int32_t t, int V, float scale) {
     float lt = l[t], mx = -INFINITY;
     for (int j = 0; j < V; j++) mx = l[j] > mx ? l[j] : mx;
+    for (int j = 0; j < V; j++) dl[j] = l[j] - mx;
+    dlq_exp_neg(dl, dl, (size_t)V);
     double sum = 0;
-    for (int j = 0; j < V; j++) {
-        float e = expf(l[j] - mx);
-        dl[j] = e;
-        sum += e;
-    }
+    for (int j = 0; j < V; j++) sum += dl[j];
     float f = (float)(scale / sum);
     for (int j = 0; j < V; j++) dl[j] *= f;
     dl[t] -= scale;
@@ -52,28 +52,31 @@ double dlq_xent_forward_backward(float *dlogits, const float *logits, const int3
 
 /* One row of the distillation loss: w_ce * CE(l, t) + w_kl * KL(p || q) with
  * q = softmax(l) (student) and p = softmax(tl) (teacher); writes
- * dl = scale * (w_ce * (q - onehot(t)) + w_kl * (q - p)). dl may alias l. */
+ * dl = scale * (w_ce * (q - onehot(t)) + w_kl * (q - p)). dl may alias l.
+ * With e = exp(l - mx), s = sum e, ep = exp(tl - tmx), ts = sum ep (dlq_exp_neg,
+ * sums in double): KL = sum_j p_j (tl_j - l_j) + (mx - tmx) + log s - log ts,
+ * which needs no logarithm per element. ep: V floats of scratch. */
 static double kl_row(float *dl, const float *l, const float *tl, int32_t t, int V, float scale, float w_ce,
-                     float w_kl) {
-    float mx = -INFINITY, tmx = -INFINITY;
+                     float w_kl, float *ep) {
+    float lt = l[t], mx = -INFINITY, tmx = -INFINITY;
     for (int j = 0; j < V; j++) {
         mx = l[j] > mx ? l[j] : mx;
         tmx = tl[j] > tmx ? tl[j] : tmx;
     }
-    double s = 0, ts = 0;
+    for (int j = 0; j < V; j++) ep[j] = tl[j] - tmx;
+    dlq_exp_neg(ep, ep, (size_t)V);
+    double ts = 0, a = 0;
     for (int j = 0; j < V; j++) {
-        s += exp((double)l[j] - mx);
-        ts += exp((double)tl[j] - tmx);
+        ts += ep[j];
+        a += (double)ep[j] * ((double)tl[j] - (double)l[j]); /* every read of l before dl is written */
     }
-    double lse = mx + log(s), tlse = tmx + log(ts);
-    /* KL = sum_j p_j (log p_j - log q_j); every read of l happens before dl[j] is written */
-    double kl = 0, ce = (double)lse - (double)l[t];
-    for (int j = 0; j < V; j++) {
-        double lp = (double)tl[j] - tlse, lq = (double)l[j] - lse;
-        double p = exp(lp), q = exp(lq);
-        kl += p * (lp - lq);
-        dl[j] = (float)(scale * ((w_ce + w_kl) * q - w_kl * p));
-    }
+    for (int j = 0; j < V; j++) dl[j] = l[j] - mx;
+    dlq_exp_neg(dl, dl, (size_t)V);
+    double s = 0;
+    for (int j = 0; j < V; j++) s += dl[j];
+    double kl = a / ts + ((double)mx - (double)tmx) + log(s) - log(ts), ce = (double)mx + log(s) - (double)lt;
+    double wq = scale * (double)(w_ce + w_kl) / s, wp = scale * (double)w_kl / ts;
+    for (int j = 0; j < V; j++) dl[j] = (float)(wq * dl[j] - wp * ep[j]);
     dl[t] -= scale * w_ce;
     return w_ce * ce + w_kl * kl;
 }
@@ -92,7 +95,8 @@ double dlq_kl_forward_backward(float *dlogits, const float *logits, const float 
         if (t < 0 || t >= V) {
             for (int j = 0; j < V; j++) dl[j] = 0;
         } else {
-            loss = kl_row(dl, l, tl, t, V, scale, w_ce, w_kl);
+            float ep[V]; /* the teacher's exponentials (a vocabulary of floats on the stack) */
+            loss = kl_row(dl, l, tl, t, V, scale, w_ce, w_kl, ep);
         }
         if (row_loss) row_loss[r] = loss;
         else total += loss;

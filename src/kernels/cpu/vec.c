@@ -4,6 +4,7 @@
  * clone gives the same result for the same input. */
 #include "kernels/vec.h"
 
+#include <math.h>
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -73,6 +74,13 @@ static inline float exp_le0(float x) {
     return x < -87.0f ? 0.0f : y * two_n;
 }
 
+/* sigma(x) = 1 / (1 + e^-x) from e = e^-|x| (never overflows): 1/(1+e) for
+ * x >= 0, e/(1+e) below; a NaN stays NaN */
+static inline float sigmoid1(float x) {
+    float e = exp_le0(-fabsf(x));
+    return (x >= 0.0f ? 1.0f : e) / (1.0f + e);
+}
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 __attribute__((target("avx2,f16c,fma"))) static void cvt_f16_f16c(float *dst, const uint16_t *src, size_t n) {
@@ -127,6 +135,16 @@ __attribute__((target("avx2,fma"))) static void exp_neg_avx2(float *dst, const f
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, exp_le0_avx2(_mm256_loadu_ps(x + i)));
     for (; i < n; i++) dst[i] = exp_le0(x[i]);
 }
+__attribute__((target("avx2,fma"))) static void sigmoid_avx2(float *dst, const float *x, size_t n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i), e = exp_le0_avx2(_mm256_or_ps(v, sign)); /* e^-|x| */
+        __m256 num = _mm256_blendv_ps(e, one, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GE_OQ));
+        _mm256_storeu_ps(dst + i, _mm256_div_ps(num, _mm256_add_ps(one, e)));
+    }
+    for (; i < n; i++) dst[i] = sigmoid1(x[i]);
+}
 __attribute__((target("avx2,fma"))) static void softmax_avx2(float *x, size_t n) {
     float m8[8], s8[8];
     __m256 m = _mm256_set1_ps(x[0]);
@@ -163,6 +181,13 @@ void dlq_exp_neg(float *dst, const float *x, size_t n) {
     if (have_f16c()) { exp_neg_avx2(dst, x, n); return; }
 #endif
     for (size_t i = 0; i < n; i++) dst[i] = exp_le0(x[i]);
+}
+
+void dlq_sigmoid(float *dst, const float *x, size_t n) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (have_f16c()) { sigmoid_avx2(dst, x, n); return; }
+#endif
+    for (size_t i = 0; i < n; i++) dst[i] = sigmoid1(x[i]);
 }
 
 /* max and sum in 8 lanes (element k in lane k % 8), combined in a fixed
