@@ -5,6 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
+#include "kernels/linear.h"
+#include "model/model.h"
 #include "t.h"
 
 #define M "models/stories260K/stories260K.bin"
@@ -34,6 +38,45 @@ int main(void) {
     } else CHECK(0, "no run JSON");
     rc = t_run("build/dlqat ppl --model " DIR "/w3.dlq --tokens " DIR "/eval.tok", o, sizeof o);
     CHECK(rc == 0 && strstr(o, "| 64 | 8 | 512 |"), "ppl of the .dlq on tokens (rc %d): %s", rc, o);
+
+    /* --train-norms: the .dlq carries the trained norms (not the base's), and
+     * its perplexity is the one the run reported for the merged model */
+    rc = t_run("build/dlqat quantize --model " M " --bits 4 --group 32 --data " DIR "/train.tok --eval-tokens " DIR
+             "/eval.tok --loss kl --phase1-steps 2 --steps 6 --batch 4 --lr 1e-2 --train-norms --out " DIR "/tn.dlq --json " DIR
+             "/tn.json", o, sizeof o);
+    CHECK(rc == 0 && strstr(o, "| DL-QAT | 4 | g32 |"), "quantize --train-norms (rc %d): %s", rc, o);
+    dlq_model *base = NULL, *tn = NULL;
+    dlq_err err = {0};
+    if (rc == 0 && !dlq_model_load(&base, M, NULL, &err) && !dlq_model_load(&tn, DIR "/tn.dlq", NULL, &err)) {
+        int D = base->cfg.dim;
+        float a[1024], b[1024];
+        double moved = 0;
+        const dlq_weight *pairs[][2] = {{&base->layers[0].attn_norm, &tn->layers[0].attn_norm},
+                                        {&base->layers[0].ffn_norm, &tn->layers[0].ffn_norm},
+                                        {&base->out_norm, &tn->out_norm}};
+        for (int k = 0; k < 3; k++) {
+            dlq_weight_row(pairs[k][0], 0, a);
+            dlq_weight_row(pairs[k][1], 0, b);
+            double d = 0;
+            for (int j = 0; j < D; j++) d = fmax(d, fabs(a[j] - b[j]));
+            CHECK(d > 1e-4, "--train-norms: norm %d unchanged in the .dlq (max change %g)", k, d);
+            moved += d;
+        }
+        json_t *j = json_load_file(DIR "/tn.json", 0, NULL);
+        double after = json_real_value(json_object_get(j, "ppl_after"));
+        json_decref(j);
+        rc = t_run("DLQ_QACT=f32 build/dlqat ppl --model " DIR "/tn.dlq --tokens " DIR "/eval.tok --json " DIR "/tn-ppl.json", o,
+                   sizeof o);
+        j = json_load_file(DIR "/tn-ppl.json", 0, NULL);
+        double got = json_real_value(json_object_get(j, "ppl"));
+        json_decref(j);
+        CHECK(rc == 0 && after > 0 && fabs(got - after) <= 1e-4 * after, "--train-norms: .dlq ppl %.6f vs the run's %.6f", got,
+              after);
+    } else {
+        CHECK(0, "load: %s", err.msg);
+    }
+    dlq_model_destroy(base);
+    dlq_model_destroy(tn);
 
     /* bad input: clear messages, non-zero exit, no crash */
     rc = t_run("build/dlqat quantize --model " M " --bits 3 --data " DIR "/train.tok --loss mse --out " DIR "/x.dlq", o, sizeof o);

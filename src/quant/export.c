@@ -26,6 +26,13 @@ static const dlq_weight *proj_weight(const dlq_layer *L, int p) {
     return w[p];
 }
 
+/* a norm weight as the merged model has it: the trained fp32 copy when the
+ * norms were trained (--train-norms: their gradient exists), else the base's */
+static dlq_weight norm_weight(const float *trained, const float *grad, const dlq_weight *base) {
+    if (!grad) return *base;
+    return (dlq_weight){.data = trained, .dtype = DLQ_F32, .rows = 1, .cols = base->cols};
+}
+
 static int add_dense_w(dlq_file_writer *fw, const char *name, const dlq_weight *w, dlq_err *err) {
     if (w->dtype == DLQ_QPACK) return dlq_errf(err, DLQ_EUNSUP, "%s is already packed: re-quantizing a .dlq is not supported", name);
     int64_t shape[2] = {w->rows, w->cols};
@@ -76,8 +83,11 @@ int dlq_export_dlq_with(const dlq_tmodel *tm, const char *path, const char *meth
     char n[160];
     for (int l = 0; l < c->n_layers && !rc; l++) {
         const dlq_layer *BL = &m->layers[l];
+        const dlq_tlayer *TL = &tm->layers[l];
+        dlq_weight an = norm_weight(TL->attn_norm, TL->g_attn_norm, &BL->attn_norm),
+                   fn_ = norm_weight(TL->ffn_norm, TL->g_ffn_norm, &BL->ffn_norm);
         snprintf(n, sizeof n, "model.layers.%d.input_layernorm.weight", l);
-        if ((rc = add_dense_w(fw, n, &BL->attn_norm, err))) break;
+        if ((rc = add_dense_w(fw, n, &an, err))) break;
         for (int p = 0; p < DLQ_N_PROJ && !rc; p++) {
             const dlq_tlinear *T = &tm->layers[l].p[p];
             snprintf(n, sizeof n, "model.layers.%d.%s.%s.weight", l, dlq_proj_module[p], dlq_proj_names[p]);
@@ -98,9 +108,10 @@ int dlq_export_dlq_with(const dlq_tmodel *tm, const char *path, const char *meth
             }
         }
         snprintf(n, sizeof n, "model.layers.%d.post_attention_layernorm.weight", l);
-        if (!rc) rc = add_dense_w(fw, n, &BL->ffn_norm, err);
+        if (!rc) rc = add_dense_w(fw, n, &fn_, err);
     }
-    if (!rc) rc = add_dense_w(fw, "model.norm.weight", &m->out_norm, err);
+    dlq_weight on = norm_weight(tm->out_norm, tm->g_out_norm, &m->out_norm);
+    if (!rc) rc = add_dense_w(fw, "model.norm.weight", &on, err);
     if (!rc && !c->tied) rc = add_dense_w(fw, "lm_head.weight", &m->lm_head, err);
     /* tokenizer, byte for byte */
     if (!rc) rc = dlq_quant_write_tokenizer(fw, m, err);
@@ -147,6 +158,22 @@ int dlq_tmodel_to_model(const dlq_tmodel *tm, dlq_model **out, dlq_err *err) {
             dst->rows = T->out;
             dst->cols = T->in;
         }
+    /* trained norms (--train-norms): owned fp32 copies */
+    for (int l = 0; l <= b->cfg.n_layers; l++) {
+        const float *src[2] = {l < b->cfg.n_layers ? tm->layers[l].attn_norm : tm->out_norm,
+                               l < b->cfg.n_layers ? tm->layers[l].ffn_norm : NULL};
+        const float *grad[2] = {l < b->cfg.n_layers ? tm->layers[l].g_attn_norm : tm->g_out_norm,
+                                l < b->cfg.n_layers ? tm->layers[l].g_ffn_norm : NULL};
+        dlq_weight *dst[2] = {l < b->cfg.n_layers ? &m->layers[l].attn_norm : &m->out_norm,
+                              l < b->cfg.n_layers ? &m->layers[l].ffn_norm : NULL};
+        for (int k = 0; k < 2; k++) {
+            if (!dst[k] || !grad[k]) continue;
+            float *w = dlq_model_own(m, (size_t)b->cfg.dim * sizeof(float), err);
+            if (!w) { dlq_model_destroy(m); return DLQ_ENOMEM; }
+            memcpy(w, src[k], (size_t)b->cfg.dim * sizeof(float));
+            *dst[k] = (dlq_weight){.data = w, .dtype = DLQ_F32, .rows = 1, .cols = b->cfg.dim};
+        }
+    }
     dlq_model_count_bytes(m);
     *out = m;
     return DLQ_OK;

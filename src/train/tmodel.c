@@ -78,15 +78,18 @@ static int register_params(dlq_tmodel *tm, dlq_err *err) {
     char n[200];
     int gm = tm->group_main, gf = tm->group_frozen, gn = tm->group_nodecay;
     int64_t D = c->dim, V = c->vocab_size;
+    /* norms: trained (no decay) in full mode, a group of their own with --train-norms, else frozen */
+    int tn = full || (tm->opt.mode == DLQ_MODE_QUANT && tm->opt.train_norms);
+    int gnorm = full ? gn : tn ? tm->group_norm : gf;
     if (full) {
         if ((rc = dlq_params_add(P, "model.embed_tokens.weight", (size_t)(V * D), gm, &tm->emb, &tm->g_emb, err))) return rc;
     }
     for (int l = 0; l < c->n_layers; l++) {
         dlq_tlayer *L = &tm->layers[l];
         snprintf(n, sizeof n, "model.layers.%d.input_layernorm.weight", l);
-        if ((rc = dlq_params_add(P, n, (size_t)D, full ? gn : gf, &L->attn_norm, full ? &L->g_attn_norm : NULL, err))) return rc;
+        if ((rc = dlq_params_add(P, n, (size_t)D, gnorm, &L->attn_norm, tn ? &L->g_attn_norm : NULL, err))) return rc;
         snprintf(n, sizeof n, "model.layers.%d.post_attention_layernorm.weight", l);
-        if ((rc = dlq_params_add(P, n, (size_t)D, full ? gn : gf, &L->ffn_norm, full ? &L->g_ffn_norm : NULL, err))) return rc;
+        if ((rc = dlq_params_add(P, n, (size_t)D, gnorm, &L->ffn_norm, tn ? &L->g_ffn_norm : NULL, err))) return rc;
         for (int p = 0; p < DLQ_N_PROJ; p++) {
             dlq_tlinear *T = &L->p[p];
             if (full) {
@@ -122,7 +125,7 @@ static int register_params(dlq_tmodel *tm, dlq_err *err) {
             }
         }
     }
-    if ((rc = dlq_params_add(P, "model.norm.weight", (size_t)D, full ? gn : gf, &tm->out_norm, full ? &tm->g_out_norm : NULL, err)))
+    if ((rc = dlq_params_add(P, "model.norm.weight", (size_t)D, gnorm, &tm->out_norm, tn ? &tm->g_out_norm : NULL, err)))
         return rc;
     if (full && !c->tied) {
         if ((rc = dlq_params_add(P, "lm_head.weight", (size_t)(V * D), gm, &tm->head.w, &tm->head.gw, err))) return rc;
@@ -207,6 +210,7 @@ int dlq_tmodel_create(dlq_tmodel **out, const dlq_model *base, const dlq_tmodel_
     tm->group_m = dlq_params_add_group(&tm->params, "magnitude", 1.0f, 0.0f);
     tm->group_ab = dlq_params_add_group(&tm->params, "lora", 1.0f, opt->weight_decay);
     tm->group_w = dlq_params_add_group(&tm->params, "qat_weight", 1.0f, opt->weight_decay);
+    tm->group_norm = dlq_params_add_group(&tm->params, "norms", 1.0f, 0.0f);
     if (opt->mode == DLQ_MODE_QUANT && opt->full_qat && opt->qalora) {
         dlq_tmodel_destroy(tm);
         return dlq_errf(err, DLQ_EINVAL, "full QAT and QA-LoRA are different methods: choose one");
@@ -515,6 +519,7 @@ void dlq_tmodel_set_trainable(dlq_tmodel *tm, unsigned mask) {
         else if (t->group == tm->group_m) t->frozen = !(mask & DLQ_TRAIN_M);
         else if (t->group == tm->group_ab) t->frozen = !(mask & DLQ_TRAIN_AB);
         else if (t->group == tm->group_w) t->frozen = !(mask & DLQ_TRAIN_W);
+        else if (t->group == tm->group_norm) t->frozen = !(mask & DLQ_TRAIN_NORM);
     }
 }
 
@@ -523,7 +528,8 @@ size_t dlq_tmodel_count(const dlq_tmodel *tm, unsigned mask) {
     for (int i = 0; i < tm->params.n; i++) {
         const dlq_ptensor *t = &tm->params.t[i];
         if ((t->group == tm->group_sb && (mask & DLQ_TRAIN_SB)) || (t->group == tm->group_m && (mask & DLQ_TRAIN_M)) ||
-            (t->group == tm->group_ab && (mask & DLQ_TRAIN_AB)) || (t->group == tm->group_w && (mask & DLQ_TRAIN_W)))
+            (t->group == tm->group_ab && (mask & DLQ_TRAIN_AB)) || (t->group == tm->group_w && (mask & DLQ_TRAIN_W)) ||
+            (t->group == tm->group_norm && (mask & DLQ_TRAIN_NORM)))
             n += t->n;
     }
     return n;

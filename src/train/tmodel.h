@@ -49,10 +49,11 @@ typedef struct dlq_tmodel_opts {
     int full_qat;          /* LLM-QAT-style full QAT: every targeted W trainable (fp32 copy) through the fake-quantizer */
     int qalora;            /* QA-LoRA: LoRA on group-pooled inputs over the frozen quantized base (src/quant/qalora.h) */
     dlq_loss_kind loss;    /* training objective (teacher = the frozen base model) */
+    int train_norms;       /* quant mode: the RMSNorm weights are trainable too (DLQ_TRAIN_NORM; full mode: always) */
 } dlq_tmodel_opts;
 
 /* Trainable sets for the quantization phases (dlq_tmodel_set_trainable). */
-enum { DLQ_TRAIN_SB = 1, DLQ_TRAIN_M = 2, DLQ_TRAIN_AB = 4, DLQ_TRAIN_W = 8 };
+enum { DLQ_TRAIN_SB = 1, DLQ_TRAIN_M = 2, DLQ_TRAIN_AB = 4, DLQ_TRAIN_W = 8, DLQ_TRAIN_NORM = 16 };
 
 typedef struct dlq_tlayer {
     dlq_tlinear p[DLQ_N_PROJ];
@@ -71,6 +72,7 @@ typedef struct dlq_tmodel {
     int group_main, group_nodecay, group_frozen; /* parameter group ids: 2-D weights, norms, frozen */
     int group_sb, group_m, group_ab;            /* quant mode: s/b, m, LoRA A/B (own lr multipliers) */
     int group_w;                                /* quant mode, full QAT: the trainable weights */
+    int group_norm;                             /* quant mode with train_norms: the RMSNorm weights */
     dlq_qstate *qs;                             /* quant mode: [n_layers * DLQ_N_PROJ] */
     dlq_tlayer *layers;
     float *emb, *g_emb;             /* FULL: trainable embedding copy; else NULL (base view used) */
