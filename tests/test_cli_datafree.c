@@ -39,10 +39,12 @@ int main(void) {
     rc = t_run("build/dlqat ppl --model " DIR "/w3.dlq --tokens " DIR "/eval.tok", o, sizeof o);
     CHECK(rc == 0 && strstr(o, "| 64 | 8 | 512 |"), "ppl of the .dlq on tokens (rc %d): %s", rc, o);
 
-    /* --train-norms: the .dlq carries the trained norms (not the base's), and
-     * its perplexity is the one the run reported for the merged model */
+    /* --train-norms --train-embeddings: the .dlq carries the trained norms and
+     * the trained (tied) embedding, not the base's, and its perplexity is the
+     * one the run reported for the merged model */
     rc = t_run("build/dlqat quantize --model " M " --bits 4 --group 32 --data " DIR "/train.tok --eval-tokens " DIR
-             "/eval.tok --loss kl --phase1-steps 2 --steps 6 --batch 4 --lr 1e-2 --train-norms --out " DIR "/tn.dlq --json " DIR
+             "/eval.tok --loss kl --phase1-steps 2 --steps 6 --batch 4 --lr 1e-2 --train-norms --train-embeddings --out " DIR
+             "/tn.dlq --json " DIR
              "/tn.json", o, sizeof o);
     CHECK(rc == 0 && strstr(o, "| DL-QAT | 4 | g32 |"), "quantize --train-norms (rc %d): %s", rc, o);
     dlq_model *base = NULL, *tn = NULL;
@@ -53,13 +55,14 @@ int main(void) {
         double moved = 0;
         const dlq_weight *pairs[][2] = {{&base->layers[0].attn_norm, &tn->layers[0].attn_norm},
                                         {&base->layers[0].ffn_norm, &tn->layers[0].ffn_norm},
-                                        {&base->out_norm, &tn->out_norm}};
-        for (int k = 0; k < 3; k++) {
-            dlq_weight_row(pairs[k][0], 0, a);
-            dlq_weight_row(pairs[k][1], 0, b);
+                                        {&base->out_norm, &tn->out_norm},
+                                        {&base->tok_emb, &tn->tok_emb}};
+        for (int k = 0; k < 4; k++) {
+            dlq_weight_row(pairs[k][0], k == 3 ? 1 : 0, a); /* row 1 of the embedding: BOS, in every sampled row */
+            dlq_weight_row(pairs[k][1], k == 3 ? 1 : 0, b);
             double d = 0;
             for (int j = 0; j < D; j++) d = fmax(d, fabs(a[j] - b[j]));
-            CHECK(d > 1e-4, "--train-norms: norm %d unchanged in the .dlq (max change %g)", k, d);
+            CHECK(d > 1e-4, "--train-norms/--train-embeddings: tensor %d unchanged in the .dlq (max change %g)", k, d);
             moved += d;
         }
         json_t *j = json_load_file(DIR "/tn.json", 0, NULL);

@@ -41,6 +41,8 @@ static void usage(void) {
            "  --lsq                   LSQ gradient scaling of s\n"
            "  --train-norms           train the RMSNorm weights too, with the weights of the last phase (LLM-QAT\n"
            "                          trains every weight; the paper's DL-QAT keeps norms frozen: off by default)\n"
+           "  --train-embeddings      train the embedding and output head too (full precision, fp32 copies + Adam\n"
+           "                          state: 3 x 4 bytes per weight of them), with the last phase; off by default\n"
            "  --loss ce|kl|ce+kl      objective: next-token cross-entropy, KL to the full-precision model's\n"
            "                          distribution (LLM-QAT distillation), or their sum (default ce)\n"
            "  --eval-text FILE        perplexity text (default: the held-out slice of --data)\n"
@@ -209,6 +211,7 @@ int cmd_quantize(int argc, char **argv) {
         else if (cli_is(&a, "--int-zero", NULL)) o.qspec.int_zero = 1;
         else if (cli_is(&a, "--lsq", NULL)) o.lsq = 1;
         else if (cli_is(&a, "--train-norms", NULL)) o.train_norms = 1;
+        else if (cli_is(&a, "--train-embeddings", NULL)) o.train_emb = 1;
         else if (cli_is(&a, "--val-fraction", NULL)) val_fraction = cli_num(&a, 0, 0.9);
         else if (cli_is(&a, "--eval-every", NULL)) tc.eval_every = cli_int(&a, 0, 1LL << 40);
         else if (cli_is(&a, "--ckpt-every", NULL)) tc.ckpt_every = cli_int(&a, 0, 1LL << 40);
@@ -364,6 +367,7 @@ int cmd_quantize(int argc, char **argv) {
                                         lr_or(lr_m, lr) / lr_or(lr_ab, lr)};
         }
         if (o.train_norms) ph[nph - 1].mask |= DLQ_TRAIN_NORM; /* the norms join the last phase */
+        if (o.train_emb) ph[nph - 1].mask |= DLQ_TRAIN_EMB;
         double ts = cli_now();
         int64_t begin = 0;
         for (int i = 0; i < nph; i++) {

@@ -70,7 +70,11 @@ int dlq_export_dlq_with(const dlq_tmodel *tm, const char *path, const char *meth
     if (!rc) rc = dlq_file_set_json(fw, "quant", qs, err);
     free(qs);
     if (!rc && metadata_json) rc = dlq_file_set_json(fw, "metadata", metadata_json, err);
-    if (!rc) rc = add_dense_w(fw, "model.embed_tokens.weight", &m->tok_emb, err);
+    /* the embedding and head as trained (--train-embeddings), else the base's */
+    dlq_weight emb = m->tok_emb, head = m->lm_head;
+    if (tm->g_emb) emb = (dlq_weight){.data = tm->emb, .dtype = DLQ_F32, .rows = m->tok_emb.rows, .cols = m->tok_emb.cols};
+    if (tm->head.gw) head = (dlq_weight){.data = tm->head.w, .dtype = DLQ_F32, .rows = m->lm_head.rows, .cols = m->lm_head.cols};
+    if (!rc) rc = add_dense_w(fw, "model.embed_tokens.weight", &emb, err);
     int64_t max_w = 0;
     for (int p = 0; p < DLQ_N_PROJ; p++) {
         int64_t s = tm->layers[0].p[p].out * tm->layers[0].p[p].in;
@@ -112,7 +116,7 @@ int dlq_export_dlq_with(const dlq_tmodel *tm, const char *path, const char *meth
     }
     dlq_weight on = norm_weight(tm->out_norm, tm->g_out_norm, &m->out_norm);
     if (!rc) rc = add_dense_w(fw, "model.norm.weight", &on, err);
-    if (!rc && !c->tied) rc = add_dense_w(fw, "lm_head.weight", &m->lm_head, err);
+    if (!rc && !c->tied) rc = add_dense_w(fw, "lm_head.weight", &head, err);
     /* tokenizer, byte for byte */
     if (!rc) rc = dlq_quant_write_tokenizer(fw, m, err);
     if (!rc) rc = dlq_file_commit(fw, path, err);
@@ -158,6 +162,22 @@ int dlq_tmodel_to_model(const dlq_tmodel *tm, dlq_model **out, dlq_err *err) {
             dst->rows = T->out;
             dst->cols = T->in;
         }
+    /* trained embedding and head (--train-embeddings): owned fp32 copies (tied: one) */
+    if (tm->g_emb) {
+        int64_t V = b->tok_emb.rows, D = b->tok_emb.cols;
+        float *e = dlq_model_own(m, (size_t)(V * D) * sizeof(float), err);
+        if (!e) { dlq_model_destroy(m); return DLQ_ENOMEM; }
+        memcpy(e, tm->emb, (size_t)(V * D) * sizeof(float));
+        m->tok_emb = (dlq_weight){.data = e, .dtype = DLQ_F32, .rows = V, .cols = D};
+        if (b->cfg.tied) m->lm_head = m->tok_emb;
+    }
+    if (tm->head.gw && !b->cfg.tied) {
+        int64_t V = b->lm_head.rows, D = b->lm_head.cols;
+        float *h = dlq_model_own(m, (size_t)(V * D) * sizeof(float), err);
+        if (!h) { dlq_model_destroy(m); return DLQ_ENOMEM; }
+        memcpy(h, tm->head.w, (size_t)(V * D) * sizeof(float));
+        m->lm_head = (dlq_weight){.data = h, .dtype = DLQ_F32, .rows = V, .cols = D};
+    }
     /* trained norms (--train-norms): owned fp32 copies */
     for (int l = 0; l <= b->cfg.n_layers; l++) {
         const float *src[2] = {l < b->cfg.n_layers ? tm->layers[l].attn_norm : tm->out_norm,

@@ -12,7 +12,7 @@
 
 #include "core/err.h"
 
-#define DLQ_MAX_PGROUPS 8
+#define DLQ_MAX_PGROUPS 12
 
 typedef struct dlq_ptensor {
     char name[160];

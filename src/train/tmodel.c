@@ -81,8 +81,10 @@ static int register_params(dlq_tmodel *tm, dlq_err *err) {
     /* norms: trained (no decay) in full mode, a group of their own with --train-norms, else frozen */
     int tn = full || (tm->opt.mode == DLQ_MODE_QUANT && tm->opt.train_norms);
     int gnorm = full ? gn : tn ? tm->group_norm : gf;
-    if (full) {
-        if ((rc = dlq_params_add(P, "model.embed_tokens.weight", (size_t)(V * D), gm, &tm->emb, &tm->g_emb, err))) return rc;
+    /* embedding and head: trained in full mode, and in quant mode with train_emb (own group, no decay) */
+    int te = full || (tm->opt.mode == DLQ_MODE_QUANT && tm->opt.train_emb), gemb = full ? gm : tm->group_emb;
+    if (te) {
+        if ((rc = dlq_params_add(P, "model.embed_tokens.weight", (size_t)(V * D), gemb, &tm->emb, &tm->g_emb, err))) return rc;
     }
     for (int l = 0; l < c->n_layers; l++) {
         dlq_tlayer *L = &tm->layers[l];
@@ -127,8 +129,8 @@ static int register_params(dlq_tmodel *tm, dlq_err *err) {
     }
     if ((rc = dlq_params_add(P, "model.norm.weight", (size_t)D, gnorm, &tm->out_norm, tn ? &tm->g_out_norm : NULL, err)))
         return rc;
-    if (full && !c->tied) {
-        if ((rc = dlq_params_add(P, "lm_head.weight", (size_t)(V * D), gm, &tm->head.w, &tm->head.gw, err))) return rc;
+    if (te && !c->tied) {
+        if ((rc = dlq_params_add(P, "lm_head.weight", (size_t)(V * D), gemb, &tm->head.w, &tm->head.gw, err))) return rc;
     }
     return DLQ_OK;
 }
@@ -140,10 +142,10 @@ static void copy_weight(float *dst, const dlq_weight *w) {
 static void init_params(dlq_tmodel *tm) {
     const dlq_model *m = tm->base;
     const dlq_config *c = &tm->cfg;
-    int full = tm->opt.mode == DLQ_MODE_FULL;
+    int full = tm->opt.mode == DLQ_MODE_FULL, te = tm->emb != NULL; /* embedding and head trained */
     dlq_rng rng;
     dlq_rng_seed(&rng, tm->opt.seed);
-    if (full) copy_weight(tm->emb, &m->tok_emb);
+    if (te) copy_weight(tm->emb, &m->tok_emb);
     copy_weight(tm->out_norm, &m->out_norm);
     for (int l = 0; l < c->n_layers; l++) {
         dlq_tlayer *L = &tm->layers[l];
@@ -179,9 +181,10 @@ static void init_params(dlq_tmodel *tm) {
             }
         }
     }
-    if (full && c->tied) { tm->head.w = tm->emb; tm->head.gw = tm->g_emb; }
-    else if (full) copy_weight(tm->head.w, &m->lm_head);
-    if (full) tm->head.kind = DLQ_TL_FULL;
+    (void)full;
+    if (te && c->tied) { tm->head.w = tm->emb; tm->head.gw = tm->g_emb; }
+    else if (te) copy_weight(tm->head.w, &m->lm_head);
+    if (te) tm->head.kind = DLQ_TL_FULL;
 }
 
 int dlq_tmodel_create(dlq_tmodel **out, const dlq_model *base, const dlq_tmodel_opts *opt, dlq_err *err) {
@@ -211,6 +214,7 @@ int dlq_tmodel_create(dlq_tmodel **out, const dlq_model *base, const dlq_tmodel_
     tm->group_ab = dlq_params_add_group(&tm->params, "lora", 1.0f, opt->weight_decay);
     tm->group_w = dlq_params_add_group(&tm->params, "qat_weight", 1.0f, opt->weight_decay);
     tm->group_norm = dlq_params_add_group(&tm->params, "norms", 1.0f, 0.0f);
+    tm->group_emb = dlq_params_add_group(&tm->params, "embeddings", 1.0f, 0.0f);
     if (opt->mode == DLQ_MODE_QUANT && opt->full_qat && opt->qalora) {
         dlq_tmodel_destroy(tm);
         return dlq_errf(err, DLQ_EINVAL, "full QAT and QA-LoRA are different methods: choose one");
@@ -520,6 +524,7 @@ void dlq_tmodel_set_trainable(dlq_tmodel *tm, unsigned mask) {
         else if (t->group == tm->group_ab) t->frozen = !(mask & DLQ_TRAIN_AB);
         else if (t->group == tm->group_w) t->frozen = !(mask & DLQ_TRAIN_W);
         else if (t->group == tm->group_norm) t->frozen = !(mask & DLQ_TRAIN_NORM);
+        else if (t->group == tm->group_emb) t->frozen = !(mask & DLQ_TRAIN_EMB);
     }
 }
 
@@ -529,7 +534,7 @@ size_t dlq_tmodel_count(const dlq_tmodel *tm, unsigned mask) {
         const dlq_ptensor *t = &tm->params.t[i];
         if ((t->group == tm->group_sb && (mask & DLQ_TRAIN_SB)) || (t->group == tm->group_m && (mask & DLQ_TRAIN_M)) ||
             (t->group == tm->group_ab && (mask & DLQ_TRAIN_AB)) || (t->group == tm->group_w && (mask & DLQ_TRAIN_W)) ||
-            (t->group == tm->group_norm && (mask & DLQ_TRAIN_NORM)))
+            (t->group == tm->group_norm && (mask & DLQ_TRAIN_NORM)) || (t->group == tm->group_emb && (mask & DLQ_TRAIN_EMB)))
             n += t->n;
     }
     return n;

@@ -50,10 +50,11 @@ typedef struct dlq_tmodel_opts {
     int qalora;            /* QA-LoRA: LoRA on group-pooled inputs over the frozen quantized base (src/quant/qalora.h) */
     dlq_loss_kind loss;    /* training objective (teacher = the frozen base model) */
     int train_norms;       /* quant mode: the RMSNorm weights are trainable too (DLQ_TRAIN_NORM; full mode: always) */
+    int train_emb;         /* quant mode: the embedding and output head (fp32 copies) too (DLQ_TRAIN_EMB) */
 } dlq_tmodel_opts;
 
 /* Trainable sets for the quantization phases (dlq_tmodel_set_trainable). */
-enum { DLQ_TRAIN_SB = 1, DLQ_TRAIN_M = 2, DLQ_TRAIN_AB = 4, DLQ_TRAIN_W = 8, DLQ_TRAIN_NORM = 16 };
+enum { DLQ_TRAIN_SB = 1, DLQ_TRAIN_M = 2, DLQ_TRAIN_AB = 4, DLQ_TRAIN_W = 8, DLQ_TRAIN_NORM = 16, DLQ_TRAIN_EMB = 32 };
 
 typedef struct dlq_tlayer {
     dlq_tlinear p[DLQ_N_PROJ];
@@ -73,6 +74,7 @@ typedef struct dlq_tmodel {
     int group_sb, group_m, group_ab;            /* quant mode: s/b, m, LoRA A/B (own lr multipliers) */
     int group_w;                                /* quant mode, full QAT: the trainable weights */
     int group_norm;                             /* quant mode with train_norms: the RMSNorm weights */
+    int group_emb;                              /* quant mode with train_emb: embedding and head */
     dlq_qstate *qs;                             /* quant mode: [n_layers * DLQ_N_PROJ] */
     dlq_tlayer *layers;
     float *emb, *g_emb;             /* FULL: trainable embedding copy; else NULL (base view used) */
