@@ -26,6 +26,8 @@ int dlq_mapfile_open(dlq_mapfile *mf, const char *path, dlq_err *err) {
         return dlq_errf(err, DLQ_EIO, "%s: is a directory, expected a file", path);
     }
     mf->size = (size_t)st.st_size;
+    mf->dev = (uint64_t)st.st_dev;
+    mf->ino = (uint64_t)st.st_ino;
     if (mf->size > 0) {
         void *p = mmap(NULL, mf->size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) {

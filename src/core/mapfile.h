@@ -11,6 +11,7 @@ typedef struct dlq_mapfile {
     const uint8_t *data;
     size_t size;
     char path[1024];
+    uint64_t dev, ino; /* the mapped file's identity (to reopen the same file, not a replacement) */
 } dlq_mapfile;
 
 /* Maps the whole file read-only. An empty file maps to data=NULL, size=0. */

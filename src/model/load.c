@@ -2,6 +2,7 @@
  * llama2.c and GGUF paths are in load_llama2c.c / load_gguf.c. */
 #define _POSIX_C_SOURCE 200809L
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -231,6 +232,11 @@ static void read_embedding_rows(dlq_model *m) {
         if (!files[i].data || p < files[i].data || p + bytes > files[i].data + files[i].size) continue;
         int fd = open(files[i].path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) return;
+        struct stat st; /* the same file as the mapping, not one renamed over it since */
+        if (fstat(fd, &st) || (uint64_t)st.st_dev != files[i].dev || (uint64_t)st.st_ino != files[i].ino) {
+            close(fd);
+            return;
+        }
         m->emb_fd = fd;
         m->emb_fd_open = 1;
         w->row_fd_set = 1;
