@@ -84,6 +84,8 @@ int main(void) {
     /* bad input: clear messages, non-zero exit, no crash */
     rc = t_run("build/dlqat quantize --model " M " --bits 3 --data " DIR "/train.tok --loss mse --out " DIR "/x.dlq", o, sizeof o);
     CHECK(rc == 2 && strstr(o, "--loss must be ce, kl or ce+kl"), "bad --loss (rc %d): %s", rc, o);
+    rc = t_run("build/dlqat quantize --model " M " --method rtn --bits 4 --train-norms --out " DIR "/x.dlq", o, sizeof o);
+    CHECK(rc == 2 && strstr(o, "--train-norms needs a trained method"), "--train-norms with RTN (rc %d): %s", rc, o);
     rc = t_run("build/dlqat ppl --model " M " --text /dev/null --tokens " DIR "/eval.tok", o, sizeof o);
     CHECK(rc == 2 && strstr(o, "one of --text or --tokens"), "both --text and --tokens (rc %d): %s", rc, o);
     rc = t_run("build/dlqat quantize --model " M " --bits 3 --data tests/t.h --data-format text --out " DIR "/x.dlq", o, sizeof o);

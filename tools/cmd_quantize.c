@@ -232,6 +232,11 @@ int cmd_quantize(int argc, char **argv) {
         fprintf(stderr, "dlqat quantize: --method %s needs --data (or use --method rtn)\n", method);
         return 2;
     }
+    if ((o.train_norms || o.train_emb) && (!train || is_nf4)) {
+        fprintf(stderr, "dlqat quantize: %s needs a trained method with steps (dlqat, qat or qalora)\n",
+                o.train_norms ? "--train-norms" : "--train-embeddings");
+        return 2;
+    }
     if (is_qat) { o.full_qat = 1; o.lora_r = 0; }
     if (is_qalora) o.qalora = 1;
     if (is_qalora && stages == 3) { fprintf(stderr, "dlqat quantize: --stages 3 is a DL-QAT schedule (QA-LoRA trains A, B only)\n"); return 2; }
