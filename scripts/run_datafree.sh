@@ -9,7 +9,8 @@
 #   sh scripts/run_datafree.sh [OUTDIR]
 # Environment: P1 (phase-1 steps, 50), P2 (phase-2 steps, 450), B (4), LR (3e-3; LoRA, m),
 # LRSB (3e-4; s, b), LRQAT (1e-3; full QAT's weights), SCHED (cosine),
-# NTRAIN (2048 rows), NEVAL (256 rows), LEN (256 ids per row),
+# NTRAIN (2048 rows), NEVAL (256 rows), LEN (256 ids per row), EXTRA (more quantize flags for
+# the trained methods, e.g. "--train-norms --train-embeddings"),
 # CONFIGS ("4:32 3:32 2:32 4:channel"), METHODS ("rtn dlqat-ce dlqat-kl gptq qalora qat").
 set -eu
 cd "$(dirname "$0")/.."
@@ -40,9 +41,10 @@ for c in $CONFIGS; do
         if ! has_method $mm; then echo "[datafree] skipping $meth: not in this build"; continue; fi
         echo "[datafree] $tag"
         lr=$LR; [ $mm = qat ] && lr=$LRQAT
+        ex=""; case $mm in dlqat|qat|qalora) ex=${EXTRA:-} ;; esac
         $D quantize --model "$M" --method $mm $args --bits $bits --group $g --data "$OUT/train.tok" --eval-tokens "$OUT/eval.tok" \
             --phase1-steps $P1 --steps $P2 --batch $B --lr $lr --lr-sb $LRSB --schedule $SCHED --seed 1 --val-fraction 0.01 \
-            --out "$OUT/$tag.dlq" --json "$OUT/$tag.json" > "$OUT/$tag.log" 2>&1 || { echo "[datafree] $tag failed: see $OUT/$tag.log"; continue; }
+            $ex --out "$OUT/$tag.dlq" --json "$OUT/$tag.json" > "$OUT/$tag.log" 2>&1 || { echo "[datafree] $tag failed: see $OUT/$tag.log"; continue; }
     done
 done
 python3 - "$OUT" "$CONFIGS" "$METHODS" <<'PY'
