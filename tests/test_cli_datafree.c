@@ -67,6 +67,8 @@ int main(void) {
         }
         json_t *j = json_load_file(DIR "/tn.json", 0, NULL);
         double after = json_real_value(json_object_get(j, "ppl_after"));
+        CHECK(json_is_true(json_object_get(j, "train_norms")) && json_is_true(json_object_get(j, "train_embeddings")),
+              "the run JSON records --train-norms and --train-embeddings");
         json_decref(j);
         rc = t_run("DLQ_QACT=f32 build/dlqat ppl --model " DIR "/tn.dlq --tokens " DIR "/eval.tok --json " DIR "/tn-ppl.json", o,
                    sizeof o);

@@ -445,6 +445,8 @@ int cmd_quantize(int argc, char **argv) {
                               "wall_s", cli_now() - t0, "train_s", t_train, "peak_rss_kb", (json_int_t)cli_peak_rss_kb());
         json_object_set_new(j, "trainable_params", json_integer((json_int_t)(tp1 > tp2 ? tp1 : tp2)));
         json_object_set_new(j, "base", json_string(base_gptq ? "gptq" : "rtn"));
+        json_object_set_new(j, "train_norms", json_boolean(o.train_norms));
+        json_object_set_new(j, "train_embeddings", json_boolean(o.train_emb));
         if (base_gptq) {
             json_object_set_new(j, "gptq_s", json_real(t_gptq));
             json_object_set_new(j, "calib_sequences", json_integer(calib));
