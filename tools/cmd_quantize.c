@@ -40,6 +40,8 @@ static void usage(void) {
            "  --sym                   symmetric quantizer (offset b = 0, never trained)\n"
            "  --int-zero              keep b/s an integer (GPTQ-style integer zero point) through training\n"
            "  --lsq                   LSQ gradient scaling of s\n"
+           "  --dampen L              oscillation dampening: + L * mean (clip(x) - round(x))^2 per matrix, x = (W' - b)/s\n"
+           "                          (Nagel et al. 2022; gradient to W' only; not in the reported loss; default 0)\n"
            "  --loss ce|kl|ce+kl      objective: next-token cross-entropy, KL to the full-precision model's\n"
            "                          distribution (LLM-QAT distillation), or their sum (default ce)\n"
            "  --eval-text FILE        perplexity text (default: the held-out slice of --data)\n"
@@ -208,6 +210,7 @@ int cmd_quantize(int argc, char **argv) {
         else if (cli_is(&a, "--sym", NULL)) o.qspec.sym = 1;
         else if (cli_is(&a, "--int-zero", NULL)) o.qspec.int_zero = 1;
         else if (cli_is(&a, "--lsq", NULL)) o.lsq = 1;
+        else if (cli_is(&a, "--dampen", NULL)) o.dampen = (float)cli_num(&a, 0, 1e6);
         else if (cli_is(&a, "--val-fraction", NULL)) val_fraction = cli_num(&a, 0, 0.9);
         else if (cli_is(&a, "--eval-every", NULL)) tc.eval_every = cli_int(&a, 0, 1LL << 40);
         else if (cli_is(&a, "--ckpt-every", NULL)) tc.ckpt_every = cli_int(&a, 0, 1LL << 40);
@@ -230,6 +233,10 @@ int cmd_quantize(int argc, char **argv) {
     }
     if (is_qat) { o.full_qat = 1; o.lora_r = 0; }
     if (is_qalora) o.qalora = 1;
+    if (o.dampen > 0 && (is_qalora || is_nf4)) {
+        fprintf(stderr, "dlqat quantize: --dampen is for dlqat and qat (%s has no trained W')\n", method);
+        return 2;
+    }
     if (phase2_sb && (is_qalora || is_nf4)) {
         fprintf(stderr, "dlqat quantize: --phase2-sb is for dlqat and qat (%s has no trained s, b)\n", method);
         return 2;
@@ -448,6 +455,7 @@ int cmd_quantize(int argc, char **argv) {
         json_object_set_new(j, "trainable_params", json_integer((json_int_t)(tp1 > tp2 ? tp1 : tp2)));
         json_object_set_new(j, "base", json_string(base_gptq ? "gptq" : "rtn"));
         if (!is_qalora && !is_nf4) json_object_set_new(j, "phase2_sb", json_boolean(phase2_sb));
+        if (o.dampen > 0) json_object_set_new(j, "dampen", json_real(o.dampen));
         if (base_gptq) {
             json_object_set_new(j, "gptq_s", json_real(t_gptq));
             json_object_set_new(j, "calib_sequences", json_integer(calib));
