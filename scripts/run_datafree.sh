@@ -9,9 +9,11 @@
 #   sh scripts/run_datafree.sh [OUTDIR]
 # Environment: P1 (phase-1 steps, 50), P2 (phase-2 steps, 450), B (4), LR (3e-3; LoRA, m),
 # LRSB (3e-4; s, b), LRQAT (1e-3; full QAT's weights), SCHED (cosine),
-# NTRAIN (2048 rows), NEVAL (256 rows), LEN (256 ids per row), EXTRA (more quantize flags for
-# the trained methods, e.g. "--train-norms --train-embeddings"),
-# CONFIGS ("4:32 3:32 2:32 4:channel"), METHODS ("rtn dlqat-ce dlqat-kl gptq qalora qat").
+# NTRAIN (2048 rows), NEVAL (256 rows), LEN (256 ids per row),
+# CONFIGS ("4:32 3:32 2:32 4:channel"), METHODS ("rtn dlqat-ce dlqat-kl gptq qalora qat"),
+# QARGS (extra dlqat quantize options for the trained methods, e.g. "--train-norms").
+# The README's 2000-step batch-16 W4 g32 row:
+#   NTRAIN=16384 B=16 P1=100 P2=1900 CONFIGS=4:32 METHODS=dlqat-kl sh scripts/run_datafree.sh out/datafree-b16
 set -eu
 cd "$(dirname "$0")/.."
 OUT=${1:-out/datafree}
@@ -20,6 +22,7 @@ P1=${P1:-50}; P2=${P2:-450}; B=${B:-4}; LR=${LR:-3e-3}; LRSB=${LRSB:-3e-4}; LRQA
 NTRAIN=${NTRAIN:-2048}; NEVAL=${NEVAL:-256}; LEN=${LEN:-256}
 CONFIGS=${CONFIGS:-"4:32 3:32 2:32 4:channel"}
 METHODS=${METHODS:-"rtn dlqat-ce dlqat-kl gptq qalora qat"}
+QARGS=${QARGS:-}
 D=${DLQAT:-./build/dlqat}
 mkdir -p "$OUT"
 [ -f "$OUT/train.tok" ] || $D sample --model "$M" --n $NTRAIN --len $LEN --seed 1 --batch 64 --out "$OUT/train.tok" --json "$OUT/sample-train.json"
@@ -41,10 +44,10 @@ for c in $CONFIGS; do
         if ! has_method $mm; then echo "[datafree] skipping $meth: not in this build"; continue; fi
         echo "[datafree] $tag"
         lr=$LR; [ $mm = qat ] && lr=$LRQAT
-        ex=""; case $mm in dlqat|qat|qalora) ex=${EXTRA:-} ;; esac
+        case $mm in dlqat|qat|qalora) args="$args $QARGS" ;; esac
         $D quantize --model "$M" --method $mm $args --bits $bits --group $g --data "$OUT/train.tok" --eval-tokens "$OUT/eval.tok" \
             --phase1-steps $P1 --steps $P2 --batch $B --lr $lr --lr-sb $LRSB --schedule $SCHED --seed 1 --val-fraction 0.01 \
-            $ex --out "$OUT/$tag.dlq" --json "$OUT/$tag.json" > "$OUT/$tag.log" 2>&1 || { echo "[datafree] $tag failed: see $OUT/$tag.log"; continue; }
+            --out "$OUT/$tag.dlq" --json "$OUT/$tag.json" > "$OUT/$tag.log" 2>&1 || { echo "[datafree] $tag failed: see $OUT/$tag.log"; continue; }
     done
 done
 python3 - "$OUT" "$CONFIGS" "$METHODS" <<'PY'

@@ -1,6 +1,7 @@
 /* End-to-end data-free path through the CLI on the shipped stories260K (no
  * tokenizer): sample -> info -> ppl --tokens -> quantize --loss kl on the
  * token file -> ppl of the .dlq; and clear errors for bad input. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,16 @@
 
 #define M "models/stories260K/stories260K.bin"
 #define DIR "build/tests/cli_datafree"
+
+/* a number from a run JSON (NAN when absent) */
+static double json_num(const char *path, const char *key) {
+    json_error_t je;
+    json_t *j = json_load_file(path, 0, &je);
+    double v = j ? json_number_value(json_object_get(j, key)) : NAN;
+    if (j && !json_is_number(json_object_get(j, key))) v = NAN;
+    json_decref(j);
+    return v;
+}
 
 int main(void) {
     static char o[1 << 16];
@@ -82,6 +93,43 @@ int main(void) {
     }
     dlq_model_destroy(base);
     dlq_model_destroy(tn);
+    /* --phase2-sb: s, b keep training after phase 1. With no phase 1, no LoRA (rank 0) and a
+       vanishing lr for m, a run without the flag leaves the RTN model exactly as it was (same
+       perplexity as --method rtn, to the bit); with it, s and b move and the model changes. */
+#define P2SB "build/dlqat quantize --model " M " --bits 3 --group 32 --data " DIR "/train.tok --eval-tokens " DIR \
+             "/eval.tok --loss kl --phase1-steps 0 --steps 4 --batch 4 --rank 0 --lr 1e-30 --lr-sb 1e-2"
+    rc = t_run("build/dlqat quantize --model " M " --method rtn --bits 3 --group 32 --eval-tokens " DIR "/eval.tok --out " DIR
+               "/rtn.dlq --json " DIR "/rtn.json", o, sizeof o);
+    CHECK(rc == 0, "rtn (rc %d): %s", rc, o);
+    rc = t_run(P2SB " --out " DIR "/nosb.dlq --json " DIR "/nosb.json", o, sizeof o);
+    CHECK(rc == 0 && strstr(o, "phase 2 (m, A, B):"), "phase 2 without s, b (rc %d): %s", rc, o);
+    rc = t_run(P2SB " --phase2-sb --out " DIR "/sb.dlq --json " DIR "/sb.json", o, sizeof o);
+    CHECK(rc == 0 && strstr(o, "phase 2 (m, A, B + s, b):"), "--phase2-sb (rc %d): %s", rc, o);
+    double p_rtn = json_num(DIR "/rtn.json", "ppl_after"), p_nosb = json_num(DIR "/nosb.json", "ppl_after");
+    double p_sb = json_num(DIR "/sb.json", "ppl_after");
+    CHECK(p_rtn > 1 && p_nosb == p_rtn, "frozen s, b: the RTN model unchanged (ppl %.6f vs RTN %.6f)", p_nosb, p_rtn);
+    CHECK(p_sb > 1 && fabs(p_sb - p_rtn) > 1e-6 * p_rtn, "--phase2-sb trains s, b (ppl %.6f vs RTN %.6f)", p_sb, p_rtn);
+    double n2 = json_num(DIR "/sb.json", "trainable_params_phase2"), n2f = json_num(DIR "/nosb.json", "trainable_params_phase2");
+    CHECK(n2 == 3 * n2f, "phase 2 counts m, s and b with the flag (%.0f), m alone without (%.0f)", n2, n2f);
+    rc = t_run("build/dlqat quantize --model " M " --method qalora --bits 3 --data " DIR "/train.tok --phase2-sb --out " DIR
+               "/x.dlq", o, sizeof o);
+    CHECK(rc == 2 && strstr(o, "--phase2-sb is for dlqat and qat"), "--phase2-sb refused for qalora (rc %d): %s", rc, o);
+    /* --dampen: recorded in the JSON; refused where there is no trained W' */
+    rc = t_run("build/dlqat quantize --model " M " --bits 3 --group 32 --data " DIR "/train.tok --loss kl --phase1-steps 1 --steps 2"
+               " --batch 2 --dampen 0.5 --out " DIR "/damp.dlq --json " DIR "/damp.json", o, sizeof o);
+    CHECK(rc == 0 && json_num(DIR "/damp.json", "dampen") == 0.5, "--dampen runs and is recorded (rc %d): %s", rc, o);
+    /* wired into the training: the same seeded run with and without it ends elsewhere */
+#define DAMP "build/dlqat quantize --model " M " --bits 3 --group 32 --data " DIR "/train.tok --eval-tokens " DIR \
+             "/eval.tok --loss kl --phase1-steps 0 --steps 3 --batch 2 --lr 1e-2"
+    rc = t_run(DAMP " --out " DIR "/d0.dlq --json " DIR "/d0.json", o, sizeof o);
+    CHECK(rc == 0, "no dampening (rc %d): %s", rc, o);
+    rc = t_run(DAMP " --dampen 1000 --out " DIR "/d1.dlq --json " DIR "/d1.json", o, sizeof o);
+    CHECK(rc == 0, "dampening (rc %d): %s", rc, o);
+    double d0 = json_num(DIR "/d0.json", "ppl_after"), d1 = json_num(DIR "/d1.json", "ppl_after");
+    CHECK(d0 > 1 && d1 > 1 && d0 != d1, "--dampen changes the trained model (ppl %.6f vs %.6f)", d1, d0);
+    rc = t_run("build/dlqat quantize --model " M " --method qalora --bits 3 --data " DIR "/train.tok --dampen 1 --out " DIR
+               "/x.dlq", o, sizeof o);
+    CHECK(rc == 2 && strstr(o, "--dampen is for dlqat and qat"), "--dampen refused for qalora (rc %d): %s", rc, o);
 
     /* bad input: clear messages, non-zero exit, no crash */
     rc = t_run("build/dlqat quantize --model " M " --bits 3 --data " DIR "/train.tok --loss mse --out " DIR "/x.dlq", o, sizeof o);

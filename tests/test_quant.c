@@ -1,5 +1,6 @@
 /* Quantizer math and the merge/export path:
  *  - STE backward vs its double-precision reference (ragged groups, per-channel, clamped values)
+ *  - oscillation dampening: gradient vs central differences of its value, zero when clipped
  *  - RTN round-trip error bounds per bit width (|w - dequant| <= s/2)
  *  - bit packing round trip and packed dot / dequant vs scalar
  *  - merged .dlq == training-time fake quantization: integers bit for bit,
@@ -40,6 +41,51 @@ static void test_ste(dlq_rng *r) {
             }
             CHECK(e < 1e-5, "STE bits %d group %d: max error %.3g (seed %llu)", bits, q.group, e, (unsigned long long)SEED);
             CHECK(clamped > 0, "test must exercise clamping (bits %d group %d)", bits, q.group);
+        }
+}
+
+static void test_dampen(dlq_rng *r) {
+    int64_t rows = 5, cols = 37;
+    int groups[] = {8, 0, 5};
+    for (int bits = 2; bits <= 4; bits++)
+        for (size_t gi = 0; gi < sizeof groups / sizeof *groups; gi++) {
+            dlq_qspec q = {.bits = bits, .group = groups[gi]};
+            int64_t ng = dlq_qgroups(cols, q.group);
+            int gsz = dlq_qgroup_size(cols, q.group);
+            float w[5 * 37], s[5 * 37], b[5 * 37], m[5 * 37], g[5 * 37] = {0};
+            for (int i = 0; i < rows * cols; i++) w[i] = (float)dlq_rng_normal(r);
+            dlq_quant_init_rtn(w, rows, cols, &q, 0, s, b, m);
+            for (int i = 0; i < rows * ng; i++) s[i] *= 0.7f; /* some values outside the range: clipped */
+            dlq_fq_dampen_grad(g, w, rows, cols, &q, s, b, 0.5f);
+            double e = 0;
+            int tested = 0, clipped = 0, clip_bad = 0;
+            for (int i = 0; i < rows * cols; i++) {
+                int64_t k = (i / cols) * ng + (i % cols) / gsz;
+                float x = (w[i] - b[k]) / s[k];
+                float frac = x - floorf(x);
+                if (x < dlq_qmin(bits) || x > dlq_qmax(bits)) { clipped++; clip_bad += g[i] != 0; continue; }
+                if (fabsf(frac - 0.5f) < 0.05f || x - dlq_qmin(bits) < 0.05f || dlq_qmax(bits) - x < 0.05f) continue;
+                float h = 1e-3f * s[k], w0 = w[i];
+                w[i] = w0 + h;
+                double rp = dlq_fq_dampen(w, rows, cols, &q, s, b);
+                w[i] = w0 - h;
+                double rm = dlq_fq_dampen(w, rows, cols, &q, s, b);
+                w[i] = w0;
+                double fd = 0.5 * (rp - rm) / (2.0 * h); /* coef 0.5 */
+                e = fmax(e, fabs(g[i] - fd) / (1 + fabs(fd)));
+                tested++;
+            }
+            CHECK(tested > rows * cols / 4 && e < 1e-3, "dampening gradient vs central differences, bits %d group %d: "
+                  "max rel error %.3g over %d values", bits, q.group, e, tested);
+            CHECK(clipped > 0 && clip_bad == 0, "clipped values get no dampening gradient (bits %d group %d: %d of %d)",
+                  bits, q.group, clip_bad, clipped);
+            /* on the grid: no penalty */
+            for (int i = 0; i < rows * cols; i++) {
+                int64_t k = (i / cols) * ng + (i % cols) / gsz;
+                w[i] = s[k] * (float)(dlq_qmin(bits) + (i % (1 << bits))) + b[k];
+            }
+            double r0 = dlq_fq_dampen(w, rows, cols, &q, s, b);
+            CHECK(r0 < 1e-8, "weights on the grid: dampening %.3g", r0);
         }
 }
 
@@ -245,6 +291,7 @@ int main(void) {
     dlq_rng_seed(&r, SEED);
     printf("seed %llu\n", (unsigned long long)SEED);
     test_ste(&r);
+    test_dampen(&r);
     test_rtn_bounds(&r);
     test_pack(&r);
     test_export_parity(&r, 3, 24, 4);  /* ragged: 64 = 24+24+16, 96 = 4 x 24 */

@@ -31,6 +31,7 @@ static void usage(void) {
            "  --phase1-steps N        phase 1: train scale s and offset b (default 1000)\n"
            "  --steps N               phase 2: train magnitude m and LoRA A, B jointly (default 1000)\n"
            "  --stages 2|3            3 = s,b -> m (--m-steps) -> A,B (--steps)\n"
+           "  --phase2-sb             keep training s, b (at --lr-sb) in the later phases, beside m, A, B (or W)\n"
            "  --m-steps N             three-stage schedule: steps of the magnitude-only stage\n"
            "  --rank R --alpha A --targets LIST --lora-init kaiming|gaussian   (default 16, 16, all 7, kaiming)\n"
            "  --lr LR                 learning rate of every phase (default 2e-4); --lr-sb, --lr-m, --lr-ab override\n"
@@ -43,6 +44,8 @@ static void usage(void) {
            "                          trains every weight; the paper's DL-QAT keeps norms frozen: off by default)\n"
            "  --train-embeddings      train the embedding and output head too (full precision, fp32 copies + Adam\n"
            "                          state: 3 x 4 bytes per weight of them), with the last phase; off by default\n"
+           "  --dampen L              oscillation dampening: + L * mean (clip(x) - round(x))^2 per matrix, x = (W' - b)/s\n"
+           "                          (Nagel et al. 2022; gradient to W' only; not in the reported loss; default 0)\n"
            "  --loss ce|kl|ce+kl      objective: next-token cross-entropy, KL to the full-precision model's\n"
            "                          distribution (LLM-QAT distillation), or their sum (default ce)\n"
            "  --eval-text FILE        perplexity text (default: the held-out slice of --data)\n"
@@ -128,7 +131,7 @@ int cmd_quantize(int argc, char **argv) {
     dlq_train_cfg tc;
     dlq_train_cfg_default(&tc);
     long long p1 = 1000, p2 = 1000, msteps = 0, eval_windows = 0;
-    int stages = 2, resume = 0, ctx = 0, bits_set = 0, seq_set = 0, base_gptq = 0;
+    int stages = 2, resume = 0, ctx = 0, bits_set = 0, seq_set = 0, base_gptq = 0, phase2_sb = 0;
     long long calib = 128;
     int nf4_block = 64, nf4_dq = 0;
     dlq_nf4_model nf4 = {0};
@@ -185,6 +188,7 @@ int cmd_quantize(int argc, char **argv) {
         else if (cli_is(&a, "--steps", NULL)) p2 = cli_int(&a, 0, 1LL << 40);
         else if (cli_is(&a, "--m-steps", NULL)) msteps = cli_int(&a, 0, 1LL << 40);
         else if (cli_is(&a, "--stages", NULL)) stages = (int)cli_int(&a, 2, 3);
+        else if (cli_is(&a, "--phase2-sb", NULL)) phase2_sb = 1;
         else if (cli_is(&a, "--rank", "-r")) o.lora_r = (int)cli_int(&a, 0, 4096);
         else if (cli_is(&a, "--alpha", NULL)) o.lora_alpha = (float)cli_num(&a, 1e-6, 1e6);
         else if (cli_is(&a, "--targets", NULL)) {
@@ -212,6 +216,7 @@ int cmd_quantize(int argc, char **argv) {
         else if (cli_is(&a, "--lsq", NULL)) o.lsq = 1;
         else if (cli_is(&a, "--train-norms", NULL)) o.train_norms = 1;
         else if (cli_is(&a, "--train-embeddings", NULL)) o.train_emb = 1;
+        else if (cli_is(&a, "--dampen", NULL)) o.dampen = (float)cli_num(&a, 0, 1e6);
         else if (cli_is(&a, "--val-fraction", NULL)) val_fraction = cli_num(&a, 0, 0.9);
         else if (cli_is(&a, "--eval-every", NULL)) tc.eval_every = cli_int(&a, 0, 1LL << 40);
         else if (cli_is(&a, "--ckpt-every", NULL)) tc.ckpt_every = cli_int(&a, 0, 1LL << 40);
@@ -239,6 +244,14 @@ int cmd_quantize(int argc, char **argv) {
     }
     if (is_qat) { o.full_qat = 1; o.lora_r = 0; }
     if (is_qalora) o.qalora = 1;
+    if (o.dampen > 0 && (is_qalora || is_nf4)) {
+        fprintf(stderr, "dlqat quantize: --dampen is for dlqat and qat (%s has no trained W')\n", method);
+        return 2;
+    }
+    if (phase2_sb && (is_qalora || is_nf4)) {
+        fprintf(stderr, "dlqat quantize: --phase2-sb is for dlqat and qat (%s has no trained s, b)\n", method);
+        return 2;
+    }
     if (is_qalora && stages == 3) { fprintf(stderr, "dlqat quantize: --stages 3 is a DL-QAT schedule (QA-LoRA trains A, B only)\n"); return 2; }
     if (eval_text && eval_tokens) { fprintf(stderr, "dlqat quantize: give --eval-text or --eval-tokens, not both\n"); return 2; }
     if (!data && !eval_text && !eval_tokens) fprintf(stderr, "[quantize] no --data or --eval-text: perplexity is not measured\n");
@@ -287,6 +300,8 @@ int cmd_quantize(int argc, char **argv) {
     if (is_nf4 && dlq_nf4_tmodel_init(tm, &nf4, nf4_block, nf4_dq, &err)) { fprintf(stderr, "dlqat quantize: NF4: %s\n", err.msg); goto done; }
     int64_t nparams = dlq_model_n_params(m);
     size_t n_sb = dlq_tmodel_count(tm, DLQ_TRAIN_SB), n_m = dlq_tmodel_count(tm, DLQ_TRAIN_M), n_ab = dlq_tmodel_count(tm, DLQ_TRAIN_AB);
+    size_t n_sb2 = phase2_sb ? n_sb : 0; /* s, b still trained after phase 1 */
+    const char *sb2 = phase2_sb ? " + s, b" : "";
     fprintf(stderr, "[quantize] %s W%d %s on %s (%lld parameters); targets:", method, o.qspec.bits,
             o.qspec.group ? "" : "per-channel", model, (long long)nparams);
     for (int p = 0; p < DLQ_N_PROJ; p++) if (o.targets >> p & 1u) fprintf(stderr, " %s", dlq_proj_names[p]);
@@ -300,18 +315,20 @@ int cmd_quantize(int argc, char **argv) {
         fprintf(stderr, "[quantize] QA-LoRA (A, B over the frozen %s base): %lld steps, %zu trainable parameters (%.3f%%)\n",
                 base_gptq ? "GPTQ" : "RTN", p1 + p2, n_ab, 100.0 * n_ab / nparams);
     } else if (train && is_qat) {
-        size_t n_w = dlq_tmodel_count(tm, DLQ_TRAIN_W);
+        size_t n_w = dlq_tmodel_count(tm, DLQ_TRAIN_W) + n_sb2;
         fprintf(stderr, "[quantize] phase 1 (s, b): %lld steps, %zu trainable parameters (%.3f%%)\n", p1, n_sb, 100.0 * n_sb / nparams);
-        fprintf(stderr, "[quantize] phase 2 (all weights W, full QAT): %lld steps, %zu trainable parameters (%.3f%%)\n", p2, n_w,
+        fprintf(stderr, "[quantize] phase 2 (all weights W%s, full QAT): %lld steps, %zu trainable parameters (%.3f%%)\n", sb2, p2, n_w,
                 100.0 * n_w / nparams);
     } else if (train) {
         fprintf(stderr, "[quantize] phase 1 (s, b): %lld steps, %zu trainable parameters (%.3f%%)\n", p1, n_sb, 100.0 * n_sb / nparams);
         if (stages == 3) {
-            fprintf(stderr, "[quantize] phase 2 (m): %lld steps, %zu trainable parameters (%.3f%%)\n", msteps, n_m, 100.0 * n_m / nparams);
-            fprintf(stderr, "[quantize] phase 3 (A, B): %lld steps, %zu trainable parameters (%.3f%%)\n", p2, n_ab, 100.0 * n_ab / nparams);
+            fprintf(stderr, "[quantize] phase 2 (m%s): %lld steps, %zu trainable parameters (%.3f%%)\n", sb2, msteps, n_m + n_sb2,
+                    100.0 * (n_m + n_sb2) / nparams);
+            fprintf(stderr, "[quantize] phase 3 (A, B%s): %lld steps, %zu trainable parameters (%.3f%%)\n", sb2, p2, n_ab + n_sb2,
+                    100.0 * (n_ab + n_sb2) / nparams);
         } else
-            fprintf(stderr, "[quantize] phase 2 (m, A, B): %lld steps, %zu trainable parameters (%.3f%%)\n", p2, n_m + n_ab,
-                    100.0 * (n_m + n_ab) / nparams);
+            fprintf(stderr, "[quantize] phase 2 (m, A, B%s): %lld steps, %zu trainable parameters (%.3f%%)\n", sb2, p2,
+                    n_m + n_ab + n_sb2, 100.0 * (n_m + n_ab + n_sb2) / nparams);
     }
     /* baselines: FP and the RTN initialisation */
     double nll_fp = NAN, nll_rtn = NAN, nll_q = NAN;
@@ -373,6 +390,10 @@ int cmd_quantize(int argc, char **argv) {
         }
         if (o.train_norms) ph[nph - 1].mask |= DLQ_TRAIN_NORM; /* the norms join the last phase */
         if (o.train_emb) ph[nph - 1].mask |= DLQ_TRAIN_EMB;
+        /* --phase2-sb: the quantization grid keeps adapting while the weights move (s, b at --lr-sb,
+           through their group's lr multiplier relative to the phase's main lr) */
+        if (phase2_sb)
+            for (int i = 1; i < nph; i++) ph[i].mask |= DLQ_TRAIN_SB;
         double ts = cli_now();
         int64_t begin = 0;
         for (int i = 0; i < nph; i++) {
@@ -380,6 +401,7 @@ int cmd_quantize(int argc, char **argv) {
             if (ph[i].steps > 0 && st.step < end) {
                 dlq_tmodel_set_trainable(tm, ph[i].mask);
                 tm->params.groups[tm->group_m].lr_mult = (float)ph[i].lr_m_mult;
+                tm->params.groups[tm->group_sb].lr_mult = i == 0 ? 1.0f : (float)(lr_or(lr_sb, lr) / ph[i].lr_main);
                 if (st.step <= begin) { /* a fresh optimizer per phase */
                     dlq_params_alloc_optim(&tm->params, &err);
                     memset(tm->params.m, 0, tm->params.total * sizeof(float));
@@ -428,7 +450,7 @@ int cmd_quantize(int argc, char **argv) {
     if (o.qspec.group) snprintf(gname, sizeof gname, "g%d", o.qspec.group);
     else snprintf(gname, sizeof gname, "per-channel");
     size_t tp1 = !train ? 0 : is_nf4 ? dlq_params_trainable(&tm->params) : is_qalora ? n_ab : n_sb;
-    size_t tp2 = !train || is_qalora || is_nf4 ? 0 : is_qat ? dlq_tmodel_count(tm, DLQ_TRAIN_W) : n_m + n_ab;
+    size_t tp2 = !train || is_qalora || is_nf4 ? 0 : is_qat ? dlq_tmodel_count(tm, DLQ_TRAIN_W) + n_sb2 : n_m + n_ab + n_sb2;
     const char *label = !strcmp(method, "dlqat") ? "DL-QAT" : is_qat ? "full QAT" : is_qalora ? "QA-LoRA" : is_gptq ? "GPTQ" : is_nf4 ? "NF4 + LoRA" : NULL;
     printf("| model | bits | group | ppl |\n|---|---|---|---|\n");
     if (have_eval) {
@@ -447,6 +469,8 @@ int cmd_quantize(int argc, char **argv) {
         json_object_set_new(j, "base", json_string(base_gptq ? "gptq" : "rtn"));
         json_object_set_new(j, "train_norms", json_boolean(o.train_norms));
         json_object_set_new(j, "train_embeddings", json_boolean(o.train_emb));
+        if (!is_qalora && !is_nf4) json_object_set_new(j, "phase2_sb", json_boolean(phase2_sb));
+        if (o.dampen > 0) json_object_set_new(j, "dampen", json_real(o.dampen));
         if (base_gptq) {
             json_object_set_new(j, "gptq_s", json_real(t_gptq));
             json_object_set_new(j, "calib_sequences", json_integer(calib));

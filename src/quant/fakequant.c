@@ -116,6 +116,37 @@ void dlq_fq_backward(float *dwp, const float *G, const float *wp, int64_t rows, 
         }
 }
 
+double dlq_fq_dampen(const float *wp, int64_t rows, int64_t cols, const dlq_qspec *q, const float *s, const float *b) {
+    int64_t ng = dlq_qgroups(cols, q->group);
+    int gsz = dlq_qgroup_size(cols, q->group);
+    float qn = (float)dlq_qmin(q->bits), qx = (float)dlq_qmax(q->bits);
+    double r = 0;
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) {
+            int64_t k = i * ng + j / gsz;
+            float x = (wp[i * cols + j] - b[k]) / s[k], qq = fminf(fmaxf(dlq_qround(x), qn), qx);
+            double d = (double)fminf(fmaxf(x, qn), qx) - qq;
+            r += d * d;
+        }
+    return r;
+}
+
+void dlq_fq_dampen_grad(float *dwp, const float *wp, int64_t rows, int64_t cols, const dlq_qspec *q, const float *s,
+                        const float *b, float coef) {
+    int64_t ng = dlq_qgroups(cols, q->group);
+    int gsz = dlq_qgroup_size(cols, q->group);
+    float qn = (float)dlq_qmin(q->bits), qx = (float)dlq_qmax(q->bits);
+    #pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) {
+            int64_t k = i * ng + j / gsz;
+            float x = (wp[i * cols + j] - b[k]) / s[k];
+            if (x < qn || x > qx) continue; /* clipped: no gradient */
+            float qq = fminf(fmaxf(dlq_qround(x), qn), qx);
+            dwp[i * cols + j] += coef * 2.0f * (x - qq) / s[k];
+        }
+}
+
 void dlq_fq_backward_ref(double *dwp, const float *G, const float *wp, int64_t rows, int64_t cols, const dlq_qspec *q,
                          const float *s, const float *b, const float *m, double *gs, double *gb, double *gm) {
     int64_t ng = dlq_qgroups(cols, q->group);

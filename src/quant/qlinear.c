@@ -30,6 +30,9 @@ void dlq_qlinear_backward(const dlq_tlinear *L, float *dx, const float *dy, cons
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, (int)n, 1.0f, dy, out, x, in, 0.0f, ws->gq, in);
     /* STE: gq <- dL/dW' ; accumulate gs, gb, gm */
     dlq_fq_backward(ws->gq, ws->gq, ws->wq, L->out, L->in, &Q->spec, Q->s, Q->b, Q->m, Q->gs, Q->gb, Q->gm, Q->lsq);
+    if (Q->dampen > 0) /* + dampen * mean over the matrix of (clip(x) - q)^2, through W' only */
+        dlq_fq_dampen_grad(ws->gq, ws->wq, L->out, L->in, &Q->spec, Q->s, Q->b,
+                           Q->dampen * ws->grad_scale / (float)(L->out * L->in));
     if (dx) { /* dx += dy Wq */
         dlq_fq_forward(ws->wq, ws->wq, L->out, L->in, &Q->spec, Q->s, Q->b, Q->m, NULL);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, in, out, 1.0f, dy, out, ws->wq, in, 1.0f, dx, in);

@@ -15,6 +15,7 @@ typedef struct dlq_qstate {
     float *s, *b, *m;     /* [out * ngroups] */
     float *gs, *gb, *gm;
     int lsq;              /* LSQ gradient scale for s */
+    float dampen;         /* oscillation dampening weight (per matrix, mean over its elements; 0 = off) */
 } dlq_qstate;
 
 /* W' (fp32, [out*in]) of a quant layer: W0 widened, plus scale*B A if r > 0. */

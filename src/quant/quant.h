@@ -57,6 +57,17 @@ void dlq_fq_forward(float *wq, const float *wp, int64_t rows, int64_t cols, cons
 void dlq_fq_backward(float *dwp, const float *G, const float *wp, int64_t rows, int64_t cols, const dlq_qspec *q,
                      const float *s, const float *b, const float *m, float *gs, float *gb, float *gm, int lsq_scale);
 
+/* Oscillation dampening (Nagel et al. 2022, "Overcoming Oscillations in
+ * Quantization-Aware Training"): R = sum over the matrix of (clip(x) - q)^2
+ * with x = (wp - b)/s, clip to [qmin, qmax], q = clamp(round(x)) held fixed
+ * (stop-gradient), so the latent weight is pulled toward the grid point it
+ * rounds to and stops flipping between two. dlq_fq_dampen returns R;
+ * dlq_fq_dampen_grad adds coef * dR/dwp = coef * 2 (clip(x) - q)/s (zero where
+ * x is clipped) into dwp. */
+double dlq_fq_dampen(const float *wp, int64_t rows, int64_t cols, const dlq_qspec *q, const float *s, const float *b);
+void dlq_fq_dampen_grad(float *dwp, const float *wp, int64_t rows, int64_t cols, const dlq_qspec *q, const float *s,
+                        const float *b, float coef);
+
 /* Scalar, double-precision reference of the two above, for tests. */
 void dlq_fq_backward_ref(double *dwp, const float *G, const float *wp, int64_t rows, int64_t cols, const dlq_qspec *q,
                          const float *s, const float *b, const float *m, double *gs, double *gb, double *gm);

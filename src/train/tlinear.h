@@ -41,6 +41,7 @@ typedef struct dlq_tl_ws {
     float *t, *u;    /* [n_max * r_max] LoRA temporaries */
     float *wq, *gq;  /* [max out*in] transient fake-quantized weight and its gradient (quant kinds) */
     float *xp, *dxp; /* [n_max * max ngroups] QA-LoRA group-pooled inputs and their gradient */
+    float grad_scale; /* the step's gradient scale (1/accum), for terms added outside the loss (dampening) */
 } dlq_tl_ws;
 
 void dlq_tl_forward(const dlq_tlinear *L, float *y, const float *x, int64_t n, dlq_tl_ws *ws);

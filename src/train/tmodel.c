@@ -248,6 +248,7 @@ int dlq_tmodel_create(dlq_tmodel **out, const dlq_model *base, const dlq_tmodel_
                 Q->spec = opt->qspec;
                 Q->ngroups = dlq_qgroups(T->in, opt->qspec.group);
                 Q->lsq = opt->lsq;
+                Q->dampen = opt->dampen;
                 T->q = Q;
                 if (opt->lora_r > 0) {
                     T->r = opt->lora_r;
@@ -441,6 +442,7 @@ static int run(dlq_tmodel *tm, const int32_t *tokens, const int32_t *targets, in
     /* head + loss in row chunks; the backward of the head runs chunk by chunk too */
     double loss = 0;
     float scale = nv > 0 ? grad_scale / (float)nv : 0.0f;
+    tm->ws.grad_scale = grad_scale;
     if (backward) memset(tm->dxn, 0, (size_t)(BT * D) * sizeof(float));
     /* distillation: the teacher's final hidden states, one sequence at a time */
     int distill = backward && tm->opt.loss != DLQ_LOSS_CE;

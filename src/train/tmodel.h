@@ -46,6 +46,7 @@ typedef struct dlq_tmodel_opts {
     dlq_qspec qspec;
     int clip_search;       /* RTN init with the least-squares clipping search */
     int lsq;               /* LSQ gradient scale for s */
+    float dampen;          /* oscillation dampening weight (dlq_fq_dampen; 0 = off) */
     int full_qat;          /* LLM-QAT-style full QAT: every targeted W trainable (fp32 copy) through the fake-quantizer */
     int qalora;            /* QA-LoRA: LoRA on group-pooled inputs over the frozen quantized base (src/quant/qalora.h) */
     dlq_loss_kind loss;    /* training objective (teacher = the frozen base model) */
