@@ -6,6 +6,7 @@ docs/results/datafree-stories260K/ (or another folder with the same file names):
                                             (NTRAIN=16384 B=16 P1=100 P2=1900 CONFIGS=4:32 METHODS=dlqat-kl)
   wBgG-dlqat-kl-2000steps-train-norms.json  P1=100 P2=1900 METHODS=dlqat-kl QARGS=--train-norms
   wBgG-dlqat-kl-2000steps-train-norms-embeddings.json   QARGS="--train-norms --train-embeddings"
+  wBgG-dlqat-kl-2000steps-b16-train-norms-embeddings.json   both: batch 16, 16384 rows, and the two options
 Prints Markdown. Usage: python3 scripts/datafree_table.py [FOLDER]"""
 import json, math, os, sys
 
@@ -19,7 +20,8 @@ rows = [("rtn", "RTN"), ("gptq", "GPTQ"), ("qalora", "QA-LoRA (kl)"), ("qat", "f
         ("dlqat-ce", "DL-QAT (ce)"), ("dlqat-kl", "DL-QAT (kl)"), ("dlqat-kl-2000steps", "DL-QAT (kl)"),
         ("dlqat-kl-2000steps-b16", "DL-QAT (kl), batch 16"),
         ("dlqat-kl-2000steps-train-norms", "DL-QAT (kl) + `--train-norms`"),
-        ("dlqat-kl-2000steps-train-norms-embeddings", "DL-QAT (kl) + `--train-norms --train-embeddings`")]
+        ("dlqat-kl-2000steps-train-norms-embeddings", "DL-QAT (kl) + `--train-norms --train-embeddings`"),
+        ("dlqat-kl-2000steps-b16-train-norms-embeddings", "DL-QAT (kl), batch 16 + `--train-norms --train-embeddings`")]
 targets = {"4:32": "80 %", "3:32": "60 %", "2:32": "40 %", "4:channel": "–"}
 for c in ["4:32", "3:32", "2:32", "4:channel"]:
     b, g = c.split(":")
