@@ -17,6 +17,7 @@
 #include "quant/gptq.h"
 #include "quant/qalora.h"
 #include "t.h"
+#include "t_model.h"
 
 static const uint64_t SEED = 777;
 
@@ -160,13 +161,7 @@ static double export_parity(dlq_tmodel *tm, const char *what, dlq_rng *r) {
         for (int i = 0; i < BT; i++) ids[i] = (int32_t)(dlq_rng_u64(r) % (uint64_t)V);
         for (int i = 0; i < BT; i++) tg[i] = i + 1 < T ? ids[i + 1] : -1;
         float *l1 = malloc((size_t)T * V * 4), *l2 = malloc((size_t)T * V * 4);
-        dlq_state *s1, *s2;
-        dlq_state_create(&s1, qm, 1, T, T, &err);
-        dlq_state_create(&s2, fm, 1, T, T, &err);
-        dlq_forward(qm, s1, ids, 1, T, 0, l1, 0, &err);
-        dlq_forward(fm, s2, ids, 1, T, 0, l2, 0, &err);
-        double mx = 0, d = t_maxabs(l1, l2, (size_t)T * V, NULL);
-        for (int i = 0; i < T * V; i++) mx = fmax(mx, fabs(l2[i]));
+        double mx, d = t_logit_diff(qm, fm, ids, T, l1, l2, &mx);
         CHECK(d / mx <= 1e-4, "%s: .dlq logits differ from the training-time weights by %.3g relative", what, d / mx);
         double ls;
         int64_t nv;
@@ -176,8 +171,6 @@ static double export_parity(dlq_tmodel *tm, const char *what, dlq_rng *r) {
         printf("  %s: integers identical (%d rows), logits rel diff %.2e, NLL train %.6f / .dlq %.6f\n", what, rowsn, d / mx,
                ls / (double)nv, nll);
         free(l1); free(l2);
-        dlq_state_destroy(s1);
-        dlq_state_destroy(s2);
     }
     unlink(path);
     dlq_model_destroy(qm);

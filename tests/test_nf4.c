@@ -16,6 +16,7 @@
 #include "quant/export.h"
 #include "quant/nf4.h"
 #include "t.h"
+#include "t_model.h"
 
 /* standard normal quantile by bisection on 0.5*erfc(-x/sqrt2) */
 static double ppf(double p) {
@@ -138,13 +139,7 @@ static void dlq_round_trip(dlq_rng *r, int dq) {
         for (int i = 0; i < T; i++) ids[i] = (int32_t)(dlq_rng_u64(r) % (uint64_t)V);
         for (int i = 0; i < T; i++) tg[i] = i + 1 < T ? ids[i + 1] : -1;
         float *l1 = malloc((size_t)T * V * 4), *l2 = malloc((size_t)T * V * 4);
-        dlq_state *s1, *s2;
-        dlq_state_create(&s1, qm, 1, T, T, &err);
-        dlq_state_create(&s2, fm, 1, T, T, &err);
-        dlq_forward(qm, s1, ids, 1, T, 0, l1, 0, &err);
-        dlq_forward(fm, s2, ids, 1, T, 0, l2, 0, &err);
-        double mx = 0, d = t_maxabs(l1, l2, (size_t)T * V, NULL);
-        for (int i = 0; i < T * V; i++) mx = fmax(mx, fabs(l2[i]));
+        double mx, d = t_logit_diff(qm, fm, ids, T, l1, l2, &mx);
         CHECK(d / mx <= 1e-5, "dq %d: .dlq logits differ from the training model by %.3g relative", dq, d / mx);
         double ls;
         int64_t nv;
@@ -160,8 +155,6 @@ static void dlq_round_trip(dlq_rng *r, int dq) {
         printf("  NF4%s + LoRA .dlq: logits rel diff %.2e, NLL train %.6f / .dlq %.6f\n", dq ? " (double quant)" : "", d / mx,
                ls / (double)nv, nll);
         free(l1); free(l2);
-        dlq_state_destroy(s1);
-        dlq_state_destroy(s2);
     }
     /* a damaged NF4 entry: block size beyond the row */
     {

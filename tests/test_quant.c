@@ -13,6 +13,7 @@
 #include "quant/export.h"
 #include "quant/quant.h"
 #include "t.h"
+#include "t_model.h"
 
 static const uint64_t SEED = 424242;
 
@@ -237,13 +238,7 @@ static void test_export_parity(dlq_rng *r, int bits, int group, int lora_r) {
         int32_t ids[16];
         for (int i = 0; i < T; i++) ids[i] = (int32_t)(dlq_rng_u64(r) % (uint64_t)V);
         float *l1 = malloc((size_t)T * V * 4), *l2 = malloc((size_t)T * V * 4);
-        dlq_state *s1, *s2;
-        dlq_state_create(&s1, qm, 1, T, T, &err);
-        dlq_state_create(&s2, fm, 1, T, T, &err);
-        dlq_forward(qm, s1, ids, 1, T, 0, l1, 0, &err);
-        dlq_forward(fm, s2, ids, 1, T, 0, l2, 0, &err);
-        double mx = 0, d = t_maxabs(l1, l2, (size_t)T * V, NULL);
-        for (int i = 0; i < T * V; i++) mx = fmax(mx, fabs(l2[i]));
+        double mx, d = t_logit_diff(qm, fm, ids, T, l1, l2, &mx);
         CHECK(d / mx <= 1e-4, "bits %d group %d: .dlq logits differ from the fake-quantized model by %.3g (relative %.3g)",
               bits, group, d, d / mx);
         printf("parity bits %d group %d lora %d: integers identical (%d rows), logits max rel diff %.2e\n", bits, group, lora_r,
@@ -257,8 +252,6 @@ static void test_export_parity(dlq_rng *r, int bits, int group, int lora_r) {
         double nll = dlq_nll_mean(l2, ids, T, V);
         CHECK(fabs(ls / (double)nv - nll) < 1e-4, "training forward NLL %.6f vs inference %.6f", ls / (double)nv, nll);
         free(l1); free(l2);
-        dlq_state_destroy(s1);
-        dlq_state_destroy(s2);
     }
     /* a damaged .dlq is refused */
     {
