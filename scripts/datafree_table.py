@@ -7,13 +7,14 @@ docs/results/datafree-stories260K/ (or another folder with the same file names):
   wBgG-dlqat-kl-2000steps-train-norms.json  P1=100 P2=1900 METHODS=dlqat-kl QARGS=--train-norms
   wBgG-dlqat-kl-2000steps-train-norms-embeddings.json   QARGS="--train-norms --train-embeddings"
   wBgG-dlqat-kl-2000steps-b16-train-norms-embeddings.json   both: batch 16, 16384 rows, and the two options
-Prints Markdown. Usage: python3 scripts/datafree_table.py [FOLDER]"""
+Prints Markdown (run_datafree.sh prints its OUT folder this way).
+Usage: python3 scripts/datafree_table.py [FOLDER]"""
 import json, math, os, sys
 
 D = sys.argv[1] if len(sys.argv) > 1 else 'docs/results/datafree-stories260K'
 fp = json.load(open(os.path.join(D, 'fp.json')))
-print(f"FP: ppl {fp['ppl']:.2f} (mean NLL {fp['nll']:.4f}) on 256 sampled rows of 256 ids (seed 2); training rows: "
-      "2048 x 256 sampled with seed 1 (16384 x 256, seed 1, for the batch-16 row).\n")
+print(f"FP: ppl {fp['ppl']:.2f} (mean NLL {fp['nll']:.4f}) on {fp['windows']} sampled rows of {fp['ctx']} ids (seed 2); "
+      "training rows sampled with seed 1 (2048 x 256; 16384 x 256 for the batch-16 rows).\n")
 print("| config | method | steps | wall | ppl | mean NLL | RTN-to-FP gap closed | target |")
 print("|---|---|---|---|---|---|---|---|")
 rows = [("rtn", "RTN"), ("gptq", "GPTQ"), ("qalora", "QA-LoRA (kl)"), ("qat", "full QAT (kl)"),

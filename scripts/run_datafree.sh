@@ -50,25 +50,4 @@ for c in $CONFIGS; do
             --out "$OUT/$tag.dlq" --json "$OUT/$tag.json" > "$OUT/$tag.log" 2>&1 || { echo "[datafree] $tag failed: see $OUT/$tag.log"; continue; }
     done
 done
-python3 - "$OUT" "$CONFIGS" "$METHODS" <<'PY'
-import json, math, os, sys
-out, configs, methods = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
-fp = json.load(open(os.path.join(out, "fp.json")))
-print(f"FP: ppl {fp['ppl']:.2f} on {fp['windows']} sampled rows of {fp['ctx']} ids (seed 2); training rows: seed 1")
-print("| config | method | steps | wall | ppl | mean NLL | RTN-to-FP gap closed |")
-print("|---|---|---|---|---|---|---|")
-for c in configs:
-    b, g = c.split(":")
-    name = f"W{b} {'per-channel' if g == 'channel' else 'g' + g}"
-    for m in methods:
-        p = os.path.join(out, f"w{b}g{g}-{m}.json")
-        if not os.path.exists(p):
-            continue
-        j = json.load(open(p))
-        nfp, nrtn = math.log(j["ppl_fp"]), math.log(j["ppl_rtn"])
-        q = j.get("ppl_after", j["ppl_rtn"])
-        nq = math.log(q)
-        closed = (nrtn - nq) / (nrtn - nfp) if nrtn > nfp else float("nan")
-        steps = j.get("phase1_steps", 0) + j.get("steps", 0) + j.get("m_steps", 0)
-        print(f"| {name} | {m} | {steps} | {j['wall_s']:.0f} s | {q:.2f} | {nq:.4f} | {100 * closed:.1f} % |")
-PY
+python3 scripts/datafree_table.py "$OUT"
