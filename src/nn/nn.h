@@ -64,7 +64,8 @@ size_t dlq_attention_backward_scratch(int T, int n_heads);
 /* Cross-entropy over rows: loss_sum = sum over rows with target >= 0 of
  * -log softmax(logits[r])[target[r]]; rows with target < 0 are ignored
  * (like PyTorch's ignore_index). dlogits[r] = scale * (softmax - onehot)
- * (0 for ignored rows); dlogits may alias logits. Returns loss_sum (double). */
+ * (0 for ignored rows); dlogits may alias logits. Returns loss_sum (double),
+ * NAN when out of memory (the callers stop on a non-finite loss). */
 double dlq_xent_forward_backward(float *dlogits, const float *logits, const int32_t *target, int64_t n, int V,
                                  float scale);
 
@@ -72,7 +73,8 @@ double dlq_xent_forward_backward(float *dlogits, const float *logits, const int3
  *   loss = w_ce * CE(logits, target) + w_kl * KL(softmax(tlogits) || softmax(logits)),
  * the teacher's tlogits being constants; dlogits = scale * (w_ce (q - onehot)
  * + w_kl (q - p)), q/p the student/teacher softmax. Rows with target < 0 are
- * ignored (zero gradient). dlogits may alias logits. Returns the loss sum. */
+ * ignored (zero gradient). dlogits may alias logits. Returns the loss sum
+ * (NAN when out of memory). */
 double dlq_kl_forward_backward(float *dlogits, const float *logits, const float *tlogits, const int32_t *target,
                                int64_t n, int V, float scale, float w_ce, float w_kl);
 

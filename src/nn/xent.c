@@ -21,35 +21,6 @@ static double xent_row(float *dl, const float *l, int32_t t, int V, float scale)
     return (double)mx + log(sum) - (double)lt;
 }
 
-/* Rows in parallel; per-row losses are summed in row order afterwards, so the
- * result does not depend on the thread count. Rows whose target is < 0 (or
- * >= V, which is invalid) are ignored: zero gradient, no loss. */
-double dlq_xent_forward_backward(float *dlogits, const float *logits, const int32_t *target, int64_t n, int V,
-                                 float scale) {
-    if (n <= 0 || V <= 0) return 0;
-    double *row_loss = malloc((size_t)n * sizeof *row_loss);
-    double total = 0;
-    #pragma omp parallel for schedule(static) if (n > 1 && row_loss)
-    for (int64_t r = 0; r < n; r++) {
-        const float *l = logits + r * (int64_t)V;
-        float *dl = dlogits + r * (int64_t)V;
-        int32_t t = target[r];
-        double loss = 0;
-        if (t < 0 || t >= V) {
-            for (int j = 0; j < V; j++) dl[j] = 0;
-        } else {
-            loss = xent_row(dl, l, t, V, scale);
-        }
-        if (row_loss) row_loss[r] = loss;
-        else total += loss; /* serial (the loop runs on one thread without the buffer) */
-    }
-    if (row_loss) {
-        for (int64_t r = 0; r < n; r++) total += row_loss[r];
-        free(row_loss);
-    }
-    return total;
-}
-
 /* One row of the distillation loss: w_ce * CE(l, t) + w_kl * KL(p || q) with
  * q = softmax(l) (student) and p = softmax(tl) (teacher); writes
  * dl = scale * (w_ce * (q - onehot(t)) + w_kl * (q - p)). dl may alias l.
@@ -81,29 +52,52 @@ static double kl_row(float *dl, const float *l, const float *tl, int32_t t, int 
     return w_ce * ce + w_kl * kl;
 }
 
-double dlq_kl_forward_backward(float *dlogits, const float *logits, const float *tlogits, const int32_t *target,
-                               int64_t n, int V, float scale, float w_ce, float w_kl) {
+/* Rows in parallel; per-row losses are summed in row order afterwards, so the
+ * result does not depend on the thread count. Rows whose target is < 0 (or
+ * >= V, which is invalid) are ignored: zero gradient, no loss. tlogits NULL:
+ * cross-entropy rows; else distillation rows (each thread has a V-float
+ * scratch for the teacher's exponentials). Returns NAN when out of memory. */
+static double loss_rows(float *dlogits, const float *logits, const float *tlogits, const int32_t *target, int64_t n,
+                        int V, float scale, float w_ce, float w_kl) {
     if (n <= 0 || V <= 0) return 0;
     double *row_loss = malloc((size_t)n * sizeof *row_loss);
-    double total = 0;
-    #pragma omp parallel for schedule(static) if (n > 1 && row_loss)
-    for (int64_t r = 0; r < n; r++) {
-        const float *l = logits + r * (int64_t)V, *tl = tlogits + r * (int64_t)V;
-        float *dl = dlogits + r * (int64_t)V;
-        int32_t t = target[r];
-        double loss = 0;
-        if (t < 0 || t >= V) {
-            for (int j = 0; j < V; j++) dl[j] = 0;
-        } else {
-            float ep[V]; /* the teacher's exponentials (a vocabulary of floats on the stack) */
-            loss = kl_row(dl, l, tl, t, V, scale, w_ce, w_kl, ep);
+    int oom = !row_loss;
+    #pragma omp parallel if (n > 1 && row_loss)
+    {
+        float *ep = tlogits ? malloc((size_t)V * sizeof(float)) : NULL;
+        if (tlogits && !ep) {
+            #pragma omp atomic write
+            oom = 1;
         }
-        if (row_loss) row_loss[r] = loss;
-        else total += loss;
+        #pragma omp for schedule(static)
+        for (int64_t r = 0; r < n; r++) {
+            const float *l = logits + r * (int64_t)V;
+            float *dl = dlogits + r * (int64_t)V;
+            int32_t t = target[r];
+            double loss = 0;
+            if (t < 0 || t >= V || !row_loss || (tlogits && !ep)) {
+                for (int j = 0; j < V; j++) dl[j] = 0;
+            } else if (tlogits) {
+                loss = kl_row(dl, l, tlogits + r * (int64_t)V, t, V, scale, w_ce, w_kl, ep);
+            } else {
+                loss = xent_row(dl, l, t, V, scale);
+            }
+            if (row_loss) row_loss[r] = loss;
+        }
+        free(ep);
     }
-    if (row_loss) {
-        for (int64_t r = 0; r < n; r++) total += row_loss[r];
-        free(row_loss);
-    }
-    return total;
+    double total = 0;
+    if (row_loss) for (int64_t r = 0; r < n; r++) total += row_loss[r];
+    free(row_loss);
+    return oom ? NAN : total;
+}
+
+double dlq_xent_forward_backward(float *dlogits, const float *logits, const int32_t *target, int64_t n, int V,
+                                 float scale) {
+    return loss_rows(dlogits, logits, NULL, target, n, V, scale, 1.0f, 0.0f);
+}
+
+double dlq_kl_forward_backward(float *dlogits, const float *logits, const float *tlogits, const int32_t *target,
+                               int64_t n, int V, float scale, float w_ce, float w_kl) {
+    return loss_rows(dlogits, logits, tlogits, target, n, V, scale, w_ce, w_kl);
 }
