@@ -50,8 +50,9 @@ if [ ! -x "$VENV/bin/python" ]; then
     /usr/bin/python3 -m venv --system-site-packages "$VENV"
 fi
 
-# Quick check: all pins satisfied -> nothing to do.
-if "$VENV/bin/python" - $PIP_PKGS <<'PY' 2>/dev/null
+# pins_ok SPEC...: every name==version installed in the venv at that version
+pins_ok() {
+    "$VENV/bin/python" - "$@" <<'PY' 2>/dev/null
 import sys
 from importlib.metadata import version, PackageNotFoundError
 for spec in sys.argv[1:]:
@@ -62,25 +63,17 @@ for spec in sys.argv[1:]:
     except PackageNotFoundError:
         sys.exit(1)
 PY
-then
+}
+
+# Quick check: all pins satisfied -> nothing to do.
+if pins_ok $PIP_PKGS; then
     echo "setup_python: $VENV already up to date"
 else
     echo "setup_python: pip install (pinned)"
     "$VENV/bin/pip" install --disable-pip-version-check $PIP_PKGS
 fi
 
-if "$VENV/bin/python" - $LMEVAL_PKGS <<'PY' 2>/dev/null
-import sys
-from importlib.metadata import version, PackageNotFoundError
-for spec in sys.argv[1:]:
-    name, want = spec.split("==")
-    try:
-        if version(name) != want:
-            sys.exit(1)
-    except PackageNotFoundError:
-        sys.exit(1)
-PY
-then
+if pins_ok $LMEVAL_PKGS; then
     echo "setup_python: lm-eval packages up to date"
 else
     echo "setup_python: pip install --no-deps (lm-eval reference)"

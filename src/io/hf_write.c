@@ -236,6 +236,19 @@ static int copy_file(const char *src, const char *dir, const char *name, dlq_err
     return rc;
 }
 
+/* The tokenizer files of a Hugging Face folder that exist in tok_src, copied into tmp. */
+static int copy_tokenizer_files(const char *tok_src, const char *tmp, dlq_err *err) {
+    static const char *const tok_files[] = {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
+                                            "special_tokens_map.json", "added_tokens.json"};
+    int rc = DLQ_OK;
+    for (size_t i = 0; !rc && i < sizeof tok_files / sizeof tok_files[0]; i++) {
+        char src[2048];
+        if (dlq_path_join(src, sizeof src, tok_src, tok_files[i])) return dlq_errf(err, DLQ_EINVAL, "%s: path too long", tok_src);
+        if (dlq_path_exists(src)) rc = copy_file(src, tmp, tok_files[i], err);
+    }
+    return rc;
+}
+
 static int fsync_path(const char *p) {
     int fd = open(p, O_RDONLY | O_DIRECTORY);
     if (fd < 0) return -1;
@@ -417,13 +430,7 @@ int dlq_hf_write_model(const char *dir, const dlq_config *cfg, const dlq_hf_tens
         json_decref(g);
     }
     if (!rc) rc = write_st(tmp, "model.safetensors", tensors, n, dtype_out, err);
-    static const char *const tok_files[] = {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
-                                            "special_tokens_map.json", "added_tokens.json"};
-    for (size_t i = 0; tok_src && !rc && i < sizeof tok_files / sizeof tok_files[0]; i++) {
-        char src[2048];
-        if (dlq_path_join(src, sizeof src, tok_src, tok_files[i])) { rc = dlq_errf(err, DLQ_EINVAL, "%s: path too long", tok_src); break; }
-        if (dlq_path_exists(src)) rc = copy_file(src, tmp, tok_files[i], err);
-    }
+    if (!rc && tok_src) rc = copy_tokenizer_files(tok_src, tmp, err);
     if (!rc) rc = install_dir(tmp, dir, err);
     if (rc) discard_tmp(tmp);
     return rc;
@@ -708,13 +715,7 @@ int dlq_hf_write_folder(const char *dir, const dlq_config *cfg, dlq_dtype torch_
     if (!rc && dlq_path_join(p, sizeof p, tmp, "model.safetensors")) rc = dlq_errf(err, DLQ_EINVAL, "%s: path too long", dir);
     if (!rc) rc = dlq_st_write(p, st, n, "{\"format\": \"pt\"}", err);
     for (size_t i = 0; !rc && i < n_extra; i++) rc = write_text(tmp, extra_names[i], extra_texts[i], err);
-    static const char *const tok_files[] = {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
-                                            "special_tokens_map.json", "added_tokens.json"};
-    for (size_t i = 0; tok_src && !rc && i < sizeof tok_files / sizeof tok_files[0]; i++) {
-        char src[2048];
-        if (dlq_path_join(src, sizeof src, tok_src, tok_files[i])) { rc = dlq_errf(err, DLQ_EINVAL, "%s: path too long", tok_src); break; }
-        if (dlq_path_exists(src)) rc = copy_file(src, tmp, tok_files[i], err);
-    }
+    if (!rc && tok_src) rc = copy_tokenizer_files(tok_src, tmp, err);
     if (!rc) rc = install_dir(tmp, dir, err);
     if (rc) discard_tmp(tmp);
     return rc;
