@@ -12,6 +12,7 @@
 #include "quant/export.h"
 #include "quant/gptq.h"
 #include "quant/nf4.h"
+#include "model/rotate.h"
 #include "train/checkpoint.h"
 #include "train/metrics.h"
 #include "train/trainer.h"
@@ -44,6 +45,9 @@ static void usage(void) {
            "                          trains every weight; the paper's DL-QAT keeps norms frozen: off by default)\n"
            "  --train-embeddings      train the embedding and output head too (full precision, fp32 copies + Adam\n"
            "                          state: 3 x 4 bytes per weight of them), with the last phase; off by default\n"
+           "  --rotate                rotate the model first (QuaRot-style, function unchanged): fold the RMSNorm weights\n"
+           "                          into the projections, residual stream by a random Hadamard transform (--seed),\n"
+           "                          v/o by one per head; the output has all-ones norms and an untied head\n"
            "  --dampen L              oscillation dampening: + L * mean (clip(x) - round(x))^2 per matrix, x = (W' - b)/s\n"
            "                          (Nagel et al. 2022; gradient to W' only; not in the reported loss; default 0)\n"
            "  --loss ce|kl|ce+kl      objective: next-token cross-entropy, KL to the full-precision model's\n"
@@ -131,7 +135,7 @@ int cmd_quantize(int argc, char **argv) {
     dlq_train_cfg tc;
     dlq_train_cfg_default(&tc);
     long long p1 = 1000, p2 = 1000, msteps = 0, eval_windows = 0;
-    int stages = 2, resume = 0, ctx = 0, bits_set = 0, seq_set = 0, base_gptq = 0, phase2_sb = 0;
+    int stages = 2, resume = 0, ctx = 0, bits_set = 0, seq_set = 0, base_gptq = 0, phase2_sb = 0, rotate = 0;
     long long calib = 128;
     int nf4_block = 64, nf4_dq = 0;
     dlq_nf4_model nf4 = {0};
@@ -216,6 +220,7 @@ int cmd_quantize(int argc, char **argv) {
         else if (cli_is(&a, "--lsq", NULL)) o.lsq = 1;
         else if (cli_is(&a, "--train-norms", NULL)) o.train_norms = 1;
         else if (cli_is(&a, "--train-embeddings", NULL)) o.train_emb = 1;
+        else if (cli_is(&a, "--rotate", NULL)) rotate = 1;
         else if (cli_is(&a, "--dampen", NULL)) o.dampen = (float)cli_num(&a, 0, 1e6);
         else if (cli_is(&a, "--val-fraction", NULL)) val_fraction = cli_num(&a, 0, 0.9);
         else if (cli_is(&a, "--eval-every", NULL)) tc.eval_every = cli_int(&a, 0, 1LL << 40);
@@ -262,6 +267,15 @@ int cmd_quantize(int argc, char **argv) {
     dlq_model *m;
     if (cli_load_model(&m, model, tok, NULL)) return 1;
     int rc = 1;
+    if (rotate) {
+        if (dlq_model_rotate(m, o.seed, &err)) {
+            fprintf(stderr, "dlqat quantize: --rotate: %s\n", err.msg);
+            dlq_model_destroy(m);
+            return 1;
+        }
+        fprintf(stderr, "[quantize] rotated: norms folded, residual stream (%d) and v/o heads (%d), seed %llu\n", m->cfg.dim,
+                m->cfg.head_dim, (unsigned long long)o.seed);
+    }
     dlq_dataset *ds = NULL;
     dlq_tmodel *tm = NULL;
     dlq_model *fq = NULL, *qm = NULL;
@@ -370,8 +384,8 @@ int cmd_quantize(int argc, char **argv) {
         volatile sig_atomic_t stop = 0;
         dlq_install_stop_signals(&stop, &err);
         char meta[512];
-        snprintf(meta, sizeof meta, "{\"method\": \"%s\", \"bits\": %d, \"group\": %d, \"rank\": %d, \"stages\": %d, \"loss\": \"%s\"}",
-                 method, o.qspec.bits, o.qspec.group, o.lora_r, stages, dlq_loss_name(o.loss));
+        snprintf(meta, sizeof meta, "{\"method\": \"%s\", \"bits\": %d, \"group\": %d, \"rank\": %d, \"stages\": %d, \"loss\": \"%s\", \"rotate\": %s}",
+                 method, o.qspec.bits, o.qspec.group, o.lora_r, stages, dlq_loss_name(o.loss), rotate ? "true" : "false");
         typedef struct { const char *name; unsigned mask; long long steps; double lr_main, lr_m_mult; } phase_t;
         phase_t ph[3];
         int nph = 0;
@@ -434,8 +448,8 @@ int cmd_quantize(int argc, char **argv) {
     /* merge and write */
     char meta[512];
     snprintf(meta, sizeof meta, "{\"source\": \"%s\", \"phase1_steps\": %lld, \"steps\": %lld, \"m_steps\": %lld, \"rank\": %d, "
-             "\"alpha\": %g, \"batch\": %d, \"seq\": %d, \"lr\": %g, \"loss\": \"%s\"}", model, p1, p2, msteps, o.lora_r, o.lora_alpha, o.B, o.T, lr,
-             dlq_loss_name(o.loss));
+             "\"alpha\": %g, \"batch\": %d, \"seq\": %d, \"lr\": %g, \"loss\": \"%s\", \"rotate\": %s}", model, p1, p2, msteps, o.lora_r,
+             o.lora_alpha, o.B, o.T, lr, dlq_loss_name(o.loss), rotate ? "true" : "false");
     if (is_nf4) {
         if (dlq_nf4_export_dlq(tm, &nf4, out, meta, &err)) { fprintf(stderr, "dlqat quantize: %s\n", err.msg); goto done; }
     } else if (dlq_quant_export_dlq(tm, out, method, meta, &err)) { fprintf(stderr, "dlqat quantize: %s\n", err.msg); goto done; }
@@ -469,6 +483,7 @@ int cmd_quantize(int argc, char **argv) {
         json_object_set_new(j, "base", json_string(base_gptq ? "gptq" : "rtn"));
         json_object_set_new(j, "train_norms", json_boolean(o.train_norms));
         json_object_set_new(j, "train_embeddings", json_boolean(o.train_emb));
+        json_object_set_new(j, "rotate", json_boolean(rotate));
         if (!is_qalora && !is_nf4) json_object_set_new(j, "phase2_sb", json_boolean(phase2_sb));
         if (o.dampen > 0) json_object_set_new(j, "dampen", json_real(o.dampen));
         if (base_gptq) {
