@@ -7,6 +7,11 @@ docs/results/datafree-stories260K/ (or another folder with the same file names):
   wBgG-dlqat-kl-2000steps-train-norms.json  P1=100 P2=1900 METHODS=dlqat-kl QARGS=--train-norms
   wBgG-dlqat-kl-2000steps-train-norms-embeddings.json   QARGS="--train-norms --train-embeddings"
   wBgG-dlqat-kl-2000steps-b16-train-norms-embeddings.json   both: batch 16, 16384 rows, and the two options
+  wBgG-rtn-rotate.json, wBgG-gptq-rotate.json   ROTATE=1 METHODS="rtn gptq" (quantize --rotate)
+  wBgG-dlqat-kl-2000steps-rotate-train-norms-embeddings.json      ROTATE=1 and the two options
+  wBgG-dlqat-kl-2000steps-b16-rotate-train-norms-embeddings.json  the same at batch 16 on 16384 rows
+Every row's gap is measured against the plain RTN row of its configuration (wBgG-rtn.json), so
+the --rotate rows count what the rotation itself gains.
 Prints Markdown (run_datafree.sh prints its OUT folder this way).
 Usage: python3 scripts/datafree_table.py [FOLDER]"""
 import json, math, os, sys
@@ -22,17 +27,23 @@ rows = [("rtn", "RTN"), ("gptq", "GPTQ"), ("qalora", "QA-LoRA (kl)"), ("qat", "f
         ("dlqat-kl-2000steps-b16", "DL-QAT (kl), batch 16"),
         ("dlqat-kl-2000steps-train-norms", "DL-QAT (kl) + `--train-norms`"),
         ("dlqat-kl-2000steps-train-norms-embeddings", "DL-QAT (kl) + `--train-norms --train-embeddings`"),
-        ("dlqat-kl-2000steps-b16-train-norms-embeddings", "DL-QAT (kl), batch 16 + `--train-norms --train-embeddings`")]
+        ("dlqat-kl-2000steps-b16-train-norms-embeddings", "DL-QAT (kl), batch 16 + `--train-norms --train-embeddings`"),
+        ("rtn-rotate", "RTN after `--rotate`"), ("gptq-rotate", "GPTQ after `--rotate`"),
+        ("dlqat-kl-2000steps-rotate-train-norms-embeddings", "DL-QAT (kl) + `--rotate --train-norms --train-embeddings`"),
+        ("dlqat-kl-2000steps-b16-rotate-train-norms-embeddings",
+         "DL-QAT (kl), batch 16 + `--rotate --train-norms --train-embeddings`")]
 targets = {"4:32": "80 %", "3:32": "60 %", "2:32": "40 %", "4:channel": "–"}
 for c in ["4:32", "3:32", "2:32", "4:channel"]:
     b, g = c.split(":")
     cname = f"W{b} {'per-channel' if g == 'channel' else 'g' + g}"
+    base = os.path.join(D, f"w{b}g{g}-rtn.json")
+    nbase = math.log(json.load(open(base))["ppl_rtn"]) if os.path.exists(base) else None
     for tag, name in rows:
         p = os.path.join(D, f"w{b}g{g}-{tag}.json")
         if not os.path.exists(p):
             continue
         j = json.load(open(p))
-        nfp, nrtn = math.log(j["ppl_fp"]), math.log(j["ppl_rtn"])
+        nfp, nrtn = math.log(j["ppl_fp"]), nbase if nbase is not None else math.log(j["ppl_rtn"])
         q = j.get("ppl_after", j["ppl_rtn"])
         nq = math.log(q)
         closed = (nrtn - nq) / (nrtn - nfp)

@@ -11,7 +11,8 @@
 # LRSB (3e-4; s, b), LRQAT (1e-3; full QAT's weights), SCHED (cosine),
 # NTRAIN (2048 rows), NEVAL (256 rows), LEN (256 ids per row),
 # CONFIGS ("4:32 3:32 2:32 4:channel"), METHODS ("rtn dlqat-ce dlqat-kl gptq qalora qat"),
-# QARGS (extra dlqat quantize options for the trained methods, e.g. "--train-norms").
+# QARGS (extra dlqat quantize options for the trained methods, e.g. "--train-norms"),
+# ROTATE=1 (every method, RTN and GPTQ included, quantizes the model after `--rotate`).
 # The README's 2000-step batch-16 W4 g32 row:
 #   NTRAIN=16384 B=16 P1=100 P2=1900 CONFIGS=4:32 METHODS=dlqat-kl sh scripts/run_datafree.sh out/datafree-b16
 set -eu
@@ -23,6 +24,7 @@ NTRAIN=${NTRAIN:-2048}; NEVAL=${NEVAL:-256}; LEN=${LEN:-256}
 CONFIGS=${CONFIGS:-"4:32 3:32 2:32 4:channel"}
 METHODS=${METHODS:-"rtn dlqat-ce dlqat-kl gptq qalora qat"}
 QARGS=${QARGS:-}
+RARGS=""; [ "${ROTATE:-0}" = 1 ] && RARGS="--rotate"
 D=${DLQAT:-./build/dlqat}
 mkdir -p "$OUT"
 [ -f "$OUT/train.tok" ] || $D sample --model "$M" --n $NTRAIN --len $LEN --seed 1 --batch 64 --out "$OUT/train.tok" --json "$OUT/sample-train.json"
@@ -45,6 +47,7 @@ for c in $CONFIGS; do
         echo "[datafree] $tag"
         lr=$LR; [ $mm = qat ] && lr=$LRQAT
         case $mm in dlqat|qat|qalora) args="$args $QARGS" ;; esac
+        args="$args $RARGS"
         $D quantize --model "$M" --method $mm $args --bits $bits --group $g --data "$OUT/train.tok" --eval-tokens "$OUT/eval.tok" \
             --phase1-steps $P1 --steps $P2 --batch $B --lr $lr --lr-sb $LRSB --schedule $SCHED --seed 1 --val-fraction 0.01 \
             --out "$OUT/$tag.dlq" --json "$OUT/$tag.json" > "$OUT/$tag.log" 2>&1 || { echo "[datafree] $tag failed: see $OUT/$tag.log"; continue; }

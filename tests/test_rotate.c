@@ -4,7 +4,8 @@
  * original on every fixture family (tied, untied, GQA, head_dim != dim /
  * n_heads, Qwen2 biases, bf16, llama2.c); a quantized model is refused; and
  * the CLI path: quantize --rotate writes a .dlq whose perplexity is the
- * run's, with all-ones norms and an untied head. */
+ * run's, with all-ones norms and an untied head, and its checkpoints resume
+ * only with --rotate. */
 #include <stdint.h>
 
 #include <jansson.h>
@@ -160,6 +161,20 @@ static void test_cli(void) {
     } else CHECK(0, "load r.dlq: %s", err.msg);
     rc = t_run("build/dlqat quantize --model " DIR "/r.dlq --method rtn --bits 4 --rotate --out " DIR "/x.dlq", o, sizeof o);
     CHECK(rc == 1 && strstr(o, "--rotate:") && strstr(o, "already quantized"), "quantize --rotate on a .dlq (rc %d): %s", rc, o);
+    /* a checkpoint of a --rotate run does not resume without --rotate (its s, b, m, LoRA belong to the
+       rotated weights) */
+    const char *tr = "build/dlqat quantize --model " M " --bits 4 --group 32 --data " DIR "/eval.tok --loss kl --phase1-steps 2 "
+                     "--steps 2 --batch 2 --ckpt-every 2 --out " DIR "/t.dlq";
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s --rotate", tr);
+    rc = t_run(cmd, o, sizeof o);
+    CHECK(rc == 0, "training with --rotate (rc %d): %s", rc, o);
+    snprintf(cmd, sizeof cmd, "%s --resume", tr);
+    rc = t_run(cmd, o, sizeof o);
+    CHECK(rc == 1 && strstr(o, "rotate true; this command has rotate false"), "--resume without --rotate (rc %d): %s", rc, o);
+    snprintf(cmd, sizeof cmd, "%s --rotate --resume", tr);
+    rc = t_run(cmd, o, sizeof o);
+    CHECK(rc == 0 && strstr(o, "resumed at step 4"), "--resume with --rotate (rc %d): %s", rc, o);
 }
 
 int main(void) {

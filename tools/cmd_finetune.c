@@ -229,7 +229,7 @@ int cmd_finetune(int argc, char **argv) {
     memset(&st, 0, sizeof st);
     if (resume) {
         char phase[64];
-        if (dlq_train_resume(tm, ds, ckdir, &st, phase, sizeof phase, &err)) { fprintf(stderr, "dlqat finetune: --resume: %s\n", err.msg); goto done; }
+        if (dlq_train_resume(tm, ds, ckdir, NULL, &st, phase, sizeof phase, &err)) { fprintf(stderr, "dlqat finetune: --resume: %s\n", err.msg); goto done; }
         fprintf(stderr, "[finetune] resumed at step %lld from %s\n", (long long)st.step, ckdir);
     }
     if (dlq_metrics_open(&lg.metrics, mpath, resume ? st.step : -1, NULL, &err)) { fprintf(stderr, "dlqat finetune: %s\n", err.msg); goto done; }

@@ -375,17 +375,17 @@ int cmd_quantize(int argc, char **argv) {
     double t_train = 0;
     if (train) {
         if (mkdir(wd, 0755) && !dlq_path_is_dir(wd)) { fprintf(stderr, "dlqat quantize: cannot create %s\n", wd); goto done; }
+        char meta[512];
+        snprintf(meta, sizeof meta, "{\"method\": \"%s\", \"bits\": %d, \"group\": %d, \"rank\": %d, \"stages\": %d, \"loss\": \"%s\", \"rotate\": %s}",
+                 method, o.qspec.bits, o.qspec.group, o.lora_r, stages, dlq_loss_name(o.loss), rotate ? "true" : "false");
         if (resume) {
             char phase[64];
-            if (dlq_train_resume(tm, ds, ckdir, &st, phase, sizeof phase, &err)) { fprintf(stderr, "dlqat quantize: --resume: %s\n", err.msg); goto done; }
+            if (dlq_train_resume(tm, ds, ckdir, meta, &st, phase, sizeof phase, &err)) { fprintf(stderr, "dlqat quantize: --resume: %s\n", err.msg); goto done; }
             fprintf(stderr, "[quantize] resumed at step %lld (%s) from %s\n", (long long)st.step, phase, ckdir);
         }
         if (dlq_metrics_open(&lg.metrics, mpath, resume ? st.step : -1, NULL, &err)) { fprintf(stderr, "dlqat quantize: %s\n", err.msg); goto done; }
         volatile sig_atomic_t stop = 0;
         dlq_install_stop_signals(&stop, &err);
-        char meta[512];
-        snprintf(meta, sizeof meta, "{\"method\": \"%s\", \"bits\": %d, \"group\": %d, \"rank\": %d, \"stages\": %d, \"loss\": \"%s\", \"rotate\": %s}",
-                 method, o.qspec.bits, o.qspec.group, o.lora_r, stages, dlq_loss_name(o.loss), rotate ? "true" : "false");
         typedef struct { const char *name; unsigned mask; long long steps; double lr_main, lr_m_mult; } phase_t;
         phase_t ph[3];
         int nph = 0;

@@ -98,8 +98,30 @@ static uint64_t u64_of(json_t *v) {
     return s ? strtoull(s, NULL, 10) : (uint64_t)json_integer_value(v);
 }
 
-int dlq_train_resume(dlq_tmodel *tm, dlq_dataset *data, const char *ckpt_dir, dlq_train_state *st, char *phase,
-                     size_t phase_cap, dlq_err *err) {
+/* a key of want that the checkpoint's run object has with another value */
+static int run_meta_check(json_t *meta, const char *want_text, const char *path, dlq_err *err) {
+    json_t *have = json_object_get(meta, "run"), *want = want_text ? json_loads(want_text, 0, NULL) : NULL;
+    const char *key;
+    json_t *v;
+    int rc = 0;
+    if (json_is_object(have) && json_is_object(want))
+        json_object_foreach(want, key, v) {
+            json_t *h = json_object_get(have, key);
+            if (h && !json_equal(h, v)) {
+                char *hs = json_dumps(h, JSON_ENCODE_ANY), *ws = json_dumps(v, JSON_ENCODE_ANY);
+                rc = dlq_errf(err, DLQ_EINVAL, "%s was written by a run with %s %s; this command has %s %s", path, key,
+                              hs ? hs : "?", key, ws ? ws : "?");
+                free(hs);
+                free(ws);
+                break;
+            }
+        }
+    json_decref(want);
+    return rc;
+}
+
+int dlq_train_resume(dlq_tmodel *tm, dlq_dataset *data, const char *ckpt_dir, const char *run_meta, dlq_train_state *st,
+                     char *phase, size_t phase_cap, dlq_err *err) {
     dlq_ckpt *ck;
     dlq_ckpt_load_info info;
     int rc = dlq_ckpt_load_latest(ckpt_dir, &ck, &info, err);
@@ -110,6 +132,7 @@ int dlq_train_resume(dlq_tmodel *tm, dlq_dataset *data, const char *ckpt_dir, dl
     json_error_t je;
     json_t *meta = json_loads(dlq_ckpt_meta(ck), 0, &je);
     if (!meta) { dlq_ckpt_free(ck); return dlq_errf(err, DLQ_EFORMAT, "%s: metadata is not JSON", info.path); }
+    if ((rc = run_meta_check(meta, run_meta, info.path, err))) goto done;
     dlq_params *P = &tm->params;
     if ((rc = dlq_params_alloc_optim(P, err))) goto done;
     char name[256];

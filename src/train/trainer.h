@@ -63,8 +63,11 @@ int dlq_train_validate(dlq_tmodel *tm, dlq_dataset *data, int64_t max_batches, d
 /* Checkpoint the full training state (parameters, moments, step, data position). */
 int dlq_train_save(const dlq_tmodel *tm, const dlq_dataset *data, const dlq_train_cfg *cfg, const dlq_train_state *st,
                    dlq_err *err);
-/* Restore from ckpt_dir (latest, or prev if latest is damaged). DLQ_EIO if none. */
-int dlq_train_resume(dlq_tmodel *tm, dlq_dataset *data, const char *ckpt_dir, dlq_train_state *st, char *phase,
-                     size_t phase_cap, dlq_err *err);
+/* Restore from ckpt_dir (latest, or prev if latest is damaged). DLQ_EIO if none.
+ * run_meta (or NULL): the JSON object this run stores as cfg->run_meta; a key
+ * the checkpoint's run also has with another value is refused (DLQ_EINVAL),
+ * e.g. a checkpoint of a --rotate run resumed without --rotate. */
+int dlq_train_resume(dlq_tmodel *tm, dlq_dataset *data, const char *ckpt_dir, const char *run_meta, dlq_train_state *st,
+                     char *phase, size_t phase_cap, dlq_err *err);
 
 #endif
