@@ -7,21 +7,13 @@ evaluation rows. Needs torch (scripts/setup_python.sh) and the token files of ru
   python3 scripts/datafree_awq_probe.py [OUT]      (OUT: out/datafree)"""
 import os, sys, math, numpy as np, torch, torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_llama2c import load_llama2c_bin, Llama2c, rms_norm, rope_interleaved
+from torch_llama2c import load_llama2c_bin, load_token_file, mean_nll, Llama2c, rms_norm, rope_interleaved
 torch.set_num_threads(1)
 OUT = sys.argv[1] if len(sys.argv) > 1 else 'out/datafree'
 cfg, w = load_llama2c_bin('models/stories260K/stories260K.bin')
-def load_tok(p):
-    raw = open(p,'rb').read(); rows = int.from_bytes(raw[8:16],'little'); T = int.from_bytes(raw[16:20],'little')
-    return torch.from_numpy(np.frombuffer(raw, dtype='<i4', offset=24).copy().reshape(rows, T)).long()
-ev = load_tok(os.path.join(OUT, 'eval.tok'))
-tr = load_tok(os.path.join(OUT, 'train.tok'))[:64]
-def nll(w2, toks=ev):
-    m = Llama2c(cfg, w2); tot=0; n=0
-    for i in range(0, toks.shape[0], 32):
-        b = toks[i:i+32]; lg = m.forward(b[:, :-1])
-        tot += F.cross_entropy(lg.reshape(-1, lg.shape[-1]), b[:, 1:].reshape(-1), reduction='sum').item(); n += b[:,1:].numel()
-    return tot/n
+ev = load_token_file(os.path.join(OUT, 'eval.tok'))
+tr = load_token_file(os.path.join(OUT, 'train.tok'))[:64]
+def nll(w2, toks=ev): return mean_nll(cfg, w2, toks)
 def rtn(W, bits=4, g=32):
     o, i = W.shape; Wg = W.reshape(o, i//g, g) if i % g == 0 else None
     if Wg is None:  # ragged: pad groups

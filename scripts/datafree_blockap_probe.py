@@ -11,23 +11,15 @@ Measured (one thread, ~3 min each): 300 steps/block 38.8 % (1000 steps: no lower
 0-2; lr 3e-3: 35.5 %); with ROT=1 46.8 %."""
 import os, sys, math, time, numpy as np, torch, torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_llama2c import load_llama2c_bin, Llama2c, rms_norm, rope_interleaved
+from torch_llama2c import load_llama2c_bin, load_token_file, mean_nll, Llama2c, rms_norm, rope_interleaved
 torch.set_num_threads(1); torch.manual_seed(0)
 OUT = sys.argv[1] if len(sys.argv) > 1 else 'out/datafree'
 cfg, w = load_llama2c_bin('models/stories260K/stories260K.bin')
 BITS=int(os.environ.get('BITS',4)); G=32; STEPS=int(os.environ.get('STEPS',300)); NCAL=int(os.environ.get('NCAL',256)); BS=8
 LRW=float(os.environ.get('LRW',1e-3)); LRS=float(os.environ.get('LRS',1e-3)); TARGETS=os.environ.get('TARGETS','wq,wk,wv,wo,w1,w2,w3').split(',')
-def load_tok(p):
-    raw = open(p,'rb').read(); rows = int.from_bytes(raw[8:16],'little'); T = int.from_bytes(raw[16:20],'little')
-    return torch.from_numpy(np.frombuffer(raw, dtype='<i4', offset=24).copy().reshape(rows, T)).long()
-ev = load_tok(os.path.join(OUT, 'eval.tok'))[:128]
-tr = load_tok(os.path.join(OUT, 'train.tok'))[:NCAL]
-def nll(w2, toks=ev):
-    m = Llama2c(cfg, w2); tot=0; n=0
-    for i in range(0, toks.shape[0], 32):
-        b = toks[i:i+32]; lg = m.forward(b[:, :-1])
-        tot += F.cross_entropy(lg.reshape(-1, lg.shape[-1]), b[:, 1:].reshape(-1), reduction='sum').item(); n += b[:,1:].numel()
-    return tot/n
+ev = load_token_file(os.path.join(OUT, 'eval.tok'))[:128]
+tr = load_token_file(os.path.join(OUT, 'train.tok'))[:NCAL]
+def nll(w2, toks=ev): return mean_nll(cfg, w2, toks)
 L=cfg['n_layers']; d=cfg['dim']; nh=cfg['n_heads']; nkv=cfg['n_kv_heads']; hs=d//nh; rep=nh//nkv
 def hadamard(n):
     H = torch.ones(1,1)

@@ -131,6 +131,25 @@ class Llama2c:
         return ids
 
 
+def load_token_file(path):
+    """A dlqat token file (docs/data.md: 24-byte header, then rows x T little-endian int32) as a LongTensor [rows, T]."""
+    raw = open(path, "rb").read()
+    rows, T = int.from_bytes(raw[8:16], "little"), int.from_bytes(raw[16:20], "little")
+    return torch.from_numpy(np.frombuffer(raw, dtype="<i4", offset=24).copy().reshape(rows, T)).long()
+
+
+def mean_nll(cfg, w, toks, batch=32):
+    """Mean next-token NLL of the model (cfg, w) over the rows of toks (each row a window from position 0)."""
+    m = Llama2c(cfg, w)
+    tot, n = 0.0, 0
+    for i in range(0, toks.shape[0], batch):
+        b = toks[i:i + batch]
+        lg = m.forward(b[:, :-1])
+        tot += F.cross_entropy(lg.reshape(-1, lg.shape[-1]), b[:, 1:].reshape(-1), reduction="sum").item()
+        n += b[:, 1:].numel()
+    return tot / n
+
+
 def permute_for_hf(w, n_heads):
     """Interleaved-pair rows (Meta / llama2.c) -> HF rotate_half rows.
 
