@@ -22,13 +22,13 @@ print(f"FP: ppl {fp['ppl']:.2f} (mean NLL {fp['nll']:.4f}) on {fp['windows']} sa
       "training rows sampled with seed 1 (2048 x 256; 16384 x 256 for the batch-16 rows).\n")
 print("| config | method | steps | wall | ppl | mean NLL | RTN-to-FP gap closed | target |")
 print("|---|---|---|---|---|---|---|---|")
-rows = [("rtn", "RTN"), ("gptq", "GPTQ"), ("qalora", "QA-LoRA (kl)"), ("qat", "full QAT (kl)"),
+rows = [("rtn", "RTN"), ("gptq", "GPTQ"), ("rtn-rotate", "RTN after `--rotate`"), ("gptq-rotate", "GPTQ after `--rotate`"),
+        ("qalora", "QA-LoRA (kl)"), ("qat", "full QAT (kl)"),
         ("dlqat-ce", "DL-QAT (ce)"), ("dlqat-kl", "DL-QAT (kl)"), ("dlqat-kl-2000steps", "DL-QAT (kl)"),
         ("dlqat-kl-2000steps-b16", "DL-QAT (kl), batch 16"),
         ("dlqat-kl-2000steps-train-norms", "DL-QAT (kl) + `--train-norms`"),
         ("dlqat-kl-2000steps-train-norms-embeddings", "DL-QAT (kl) + `--train-norms --train-embeddings`"),
         ("dlqat-kl-2000steps-b16-train-norms-embeddings", "DL-QAT (kl), batch 16 + `--train-norms --train-embeddings`"),
-        ("rtn-rotate", "RTN after `--rotate`"), ("gptq-rotate", "GPTQ after `--rotate`"),
         ("dlqat-kl-2000steps-rotate-train-norms-embeddings", "DL-QAT (kl) + `--rotate --train-norms --train-embeddings`"),
         ("dlqat-kl-2000steps-b16-rotate-train-norms-embeddings",
          "DL-QAT (kl), batch 16 + `--rotate --train-norms --train-embeddings`")]
