@@ -13,6 +13,7 @@
 #include "quant/gptq.h"
 #include "quant/nf4.h"
 #include "model/rotate.h"
+#include "quant/rotlearn.h"
 #include "train/checkpoint.h"
 #include "train/metrics.h"
 #include "train/trainer.h"
@@ -48,6 +49,9 @@ static void usage(void) {
            "  --rotate                rotate the model first (QuaRot-style, function unchanged): fold the RMSNorm weights\n"
            "                          into the projections, residual stream by a random Hadamard transform (--seed),\n"
            "                          v/o by one per head; the output has all-ones norms and an untied head\n"
+           "  --rotate-steps N        then learn the residual rotation for N steps on --data (SpinQuant R1: Cayley\n"
+           "                          steps so the RTN-quantized model matches the FP one under --loss; default 0)\n"
+           "  --rotate-lr LR          step size of that learning (default 1e-2, cosine decay)\n"
            "  --dampen L              oscillation dampening: + L * mean (clip(x) - round(x))^2 per matrix, x = (W' - b)/s\n"
            "                          (Nagel et al. 2022; gradient to W' only; not in the reported loss; default 0)\n"
            "  --loss ce|kl|ce+kl      objective: next-token cross-entropy, KL to the full-precision model's\n"
@@ -93,6 +97,13 @@ static int evaluate(const dlq_model *m, const evalset *e, double *nll, int64_t *
 
 static double lr_or(double v, double def) { return v > 0 ? v : def; }
 
+typedef struct rot_prog { double t0; } rot_prog;
+static void rot_progress(void *user, int64_t step, int64_t n, double loss) {
+    (void)loss;
+    rot_prog *g = user;
+    cli_progress("rotate", step, n, cli_now() - g->t0, 1, "steps/s");
+}
+
 typedef struct gptq_prog { double t0; } gptq_prog;
 static void gptq_progress(void *user, int layer, int n) {
     gptq_prog *g = user;
@@ -134,7 +145,8 @@ int cmd_quantize(int argc, char **argv) {
                          .qspec = {3, 128}, .lora_init = DLQ_LORA_KAIMING};
     dlq_train_cfg tc;
     dlq_train_cfg_default(&tc);
-    long long p1 = 1000, p2 = 1000, msteps = 0, eval_windows = 0;
+    long long p1 = 1000, p2 = 1000, msteps = 0, eval_windows = 0, rot_steps = 0;
+    double rot_lr = 1e-2, rot_first = NAN, rot_last = NAN, t_rot = 0;
     int stages = 2, resume = 0, ctx = 0, bits_set = 0, seq_set = 0, base_gptq = 0, phase2_sb = 0, rotate = 0;
     long long calib = 128;
     int nf4_block = 64, nf4_dq = 0;
@@ -221,6 +233,8 @@ int cmd_quantize(int argc, char **argv) {
         else if (cli_is(&a, "--train-norms", NULL)) o.train_norms = 1;
         else if (cli_is(&a, "--train-embeddings", NULL)) o.train_emb = 1;
         else if (cli_is(&a, "--rotate", NULL)) rotate = 1;
+        else if (cli_is(&a, "--rotate-steps", NULL)) { rot_steps = cli_int(&a, 0, 1LL << 40); rotate = 1; }
+        else if (cli_is(&a, "--rotate-lr", NULL)) rot_lr = cli_num(&a, 1e-9, 10);
         else if (cli_is(&a, "--dampen", NULL)) o.dampen = (float)cli_num(&a, 0, 1e6);
         else if (cli_is(&a, "--val-fraction", NULL)) val_fraction = cli_num(&a, 0, 0.9);
         else if (cli_is(&a, "--eval-every", NULL)) tc.eval_every = cli_int(&a, 0, 1LL << 40);
@@ -238,6 +252,10 @@ int cmd_quantize(int argc, char **argv) {
     if (is_gptq) base_gptq = 1;
     int trained_method = !strcmp(method, "dlqat") || is_qat || is_qalora || is_nf4;
     int train = trained_method && (p1 + p2 + msteps) > 0;
+    if (rot_steps > 0 && !data) {
+        fprintf(stderr, "dlqat quantize: --rotate-steps learns on --data: give a training file\n");
+        return 2;
+    }
     if ((train || base_gptq) && !data) {
         fprintf(stderr, "dlqat quantize: --method %s needs --data (or use --method rtn)\n", method);
         return 2;
@@ -310,6 +328,18 @@ int cmd_quantize(int argc, char **argv) {
         free(buf);
         if (erc) { fprintf(stderr, "dlqat quantize: %s: %s\n", eval_text, err.msg); goto done; }
     }
+    if (rot_steps > 0) {
+        dlq_rotlearn_opts ro = {.steps = rot_steps, .lr = (float)rot_lr, .B = o.B, .T = o.T, .qspec = o.qspec,
+                                .targets = o.targets, .loss = o.loss, .seed = o.seed, .recompute = o.recompute};
+        rot_prog rp = {cli_now()};
+        if (dlq_rotate_learn(m, ds, &ro, rot_progress, &rp, &rot_first, &rot_last, &err)) {
+            fprintf(stderr, "\ndlqat quantize: --rotate-steps: %s\n", err.msg);
+            goto done;
+        }
+        t_rot = cli_now() - rp.t0;
+        fprintf(stderr, "\n[quantize] learned rotation: %lld steps, %s loss of the RTN model %.4f -> %.4f (%.0f s)\n", rot_steps,
+                dlq_loss_name(o.loss), rot_first, rot_last, t_rot);
+    }
     if (dlq_tmodel_create(&tm, m, &o, &err)) { fprintf(stderr, "dlqat quantize: %s\n", err.msg); goto done; }
     if (is_nf4 && dlq_nf4_tmodel_init(tm, &nf4, nf4_block, nf4_dq, &err)) { fprintf(stderr, "dlqat quantize: NF4: %s\n", err.msg); goto done; }
     int64_t nparams = dlq_model_n_params(m);
@@ -376,8 +406,8 @@ int cmd_quantize(int argc, char **argv) {
     if (train) {
         if (mkdir(wd, 0755) && !dlq_path_is_dir(wd)) { fprintf(stderr, "dlqat quantize: cannot create %s\n", wd); goto done; }
         char meta[512];
-        snprintf(meta, sizeof meta, "{\"method\": \"%s\", \"bits\": %d, \"group\": %d, \"rank\": %d, \"stages\": %d, \"loss\": \"%s\", \"rotate\": %s}",
-                 method, o.qspec.bits, o.qspec.group, o.lora_r, stages, dlq_loss_name(o.loss), rotate ? "true" : "false");
+        snprintf(meta, sizeof meta, "{\"method\": \"%s\", \"bits\": %d, \"group\": %d, \"rank\": %d, \"stages\": %d, \"loss\": \"%s\", \"rotate\": %s, \"rotate_steps\": %lld}",
+                 method, o.qspec.bits, o.qspec.group, o.lora_r, stages, dlq_loss_name(o.loss), rotate ? "true" : "false", rot_steps);
         if (resume) {
             char phase[64];
             if (dlq_train_resume(tm, ds, ckdir, meta, &st, phase, sizeof phase, &err)) { fprintf(stderr, "dlqat quantize: --resume: %s\n", err.msg); goto done; }
@@ -484,6 +514,13 @@ int cmd_quantize(int argc, char **argv) {
         json_object_set_new(j, "train_norms", json_boolean(o.train_norms));
         json_object_set_new(j, "train_embeddings", json_boolean(o.train_emb));
         json_object_set_new(j, "rotate", json_boolean(rotate));
+        if (rot_steps > 0) {
+            json_object_set_new(j, "rotate_steps", json_integer(rot_steps));
+            json_object_set_new(j, "rotate_lr", json_real(rot_lr));
+            json_object_set_new(j, "rotate_loss_first", json_real(rot_first));
+            json_object_set_new(j, "rotate_loss_last", json_real(rot_last));
+            json_object_set_new(j, "rotate_s", json_real(t_rot));
+        }
         if (!is_qalora && !is_nf4) json_object_set_new(j, "phase2_sb", json_boolean(phase2_sb));
         if (o.dampen > 0) json_object_set_new(j, "dampen", json_real(o.dampen));
         if (base_gptq) {

@@ -74,6 +74,9 @@ typedef struct dlq_model {
     /* the file tok_emb's rows are read from (tok_emb.row_fd), owned by this
      * model when emb_fd_open (a copy of the struct must clear it) */
     int emb_fd_open, emb_fd;
+    /* dlq_model_rotate ran: every projection, the embedding and the head are
+     * owned fp32 buffers (src/model/rotate.h) */
+    int rotated;
 } dlq_model;
 
 typedef struct dlq_load_opts {

@@ -141,6 +141,7 @@ static int take_norm(dlq_model *m, dlq_weight *nw, float *g, dlq_err *err) {
 int dlq_model_rotate(dlq_model *m, uint64_t seed, dlq_err *err) {
     dlq_config *c = &m->cfg;
     const int D = c->dim, hd = c->head_dim;
+    if (m->rotated) return dlq_errf(err, DLQ_EINVAL, "%s is already rotated", m->path);
     if (m->q_bits > 0 || m->tok_emb.dtype == DLQ_QPACK || m->lm_head.dtype == DLQ_QPACK)
         return dlq_errf(err, DLQ_EINVAL, "%s is already quantized: rotate the full-precision model", m->path);
     for (int l = 0; l < c->n_layers; l++) {
@@ -192,7 +193,10 @@ int dlq_model_rotate(dlq_model *m, uint64_t seed, dlq_err *err) {
         for (int64_t i = 0; i < L->wo.rows; i++)
             for (int h = 0; h < c->n_heads; h++) dlq_rot_apply(&U, o + i * L->wo.cols + (size_t)h * hd);
     }
-    if (!rc) dlq_model_count_bytes(m);
+    if (!rc) {
+        dlq_model_count_bytes(m);
+        m->rotated = 1;
+    }
 out:
     free(g);
     free(col);

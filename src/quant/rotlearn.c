@@ -1,0 +1,178 @@
+/* Learned rotation of the residual stream (rotlearn.h). */
+#include "quant/rotlearn.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "quant/qlinear.h"
+
+void dlq_rotgrad_in(float *gr, int d, const float *G, const float *W, int64_t rows) {
+    /* W_rot = W R^T: dL/dR[a][b] = sum_i G[i][a] W[i][b] */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, d, (int)rows, 1.0f, G, d, W, d, 1.0f, gr, d);
+}
+
+void dlq_rotgrad_out(float *gr, int d, const float *G, const float *W, int64_t cols) {
+    /* W_rot = R W: dL/dR[a][b] = sum_j G[a][j] W[b][j] */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d, d, (int)cols, 1.0f, G, (int)cols, W, (int)cols, 1.0f, gr, d);
+}
+
+void dlq_orthonormalize(float *r, int d) {
+    double *q = malloc((size_t)d * d * sizeof *q);
+    if (!q) return;
+    for (size_t i = 0; i < (size_t)d * d; i++) q[i] = r[i];
+    for (int i = 0; i < d; i++) {
+        double *qi = q + (size_t)i * d;
+        for (int pass = 0; pass < 2; pass++)
+            for (int k = 0; k < i; k++) {
+                const double *qk = q + (size_t)k * d;
+                double s = 0;
+                for (int j = 0; j < d; j++) s += qi[j] * qk[j];
+                for (int j = 0; j < d; j++) qi[j] -= s * qk[j];
+            }
+        double n = 0;
+        for (int j = 0; j < d; j++) n += qi[j] * qi[j];
+        n = 1.0 / sqrt(n);
+        for (int j = 0; j < d; j++) qi[j] *= n;
+    }
+    for (size_t i = 0; i < (size_t)d * d; i++) r[i] = (float)q[i];
+    free(q);
+}
+
+static int input_side(int p) { return p != DLQ_P_O && p != DLQ_P_DOWN; }
+
+static dlq_weight *proj_weight(dlq_layer *L, int p) {
+    dlq_weight *w[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+    return w[p];
+}
+
+/* dst = src rotated by r: input side src R^T ([rows][d]), output side R src ([d][cols]) */
+static void rotate_into(float *dst, const float *src, int64_t rows, int64_t cols, int in_side, const float *r, int d) {
+    if (in_side)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, d, d, 1.0f, src, (int)cols, r, d, 0.0f, dst, d);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d, (int)cols, d, 1.0f, r, d, src, (int)cols, 0.0f, dst, (int)cols);
+}
+
+/* the rotated weights of the student, re-quantized (RTN: s, b from the range, m = 1) */
+static void set_student(dlq_tmodel *tm, dlq_model *m, const float *r, int d) {
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int p = 0; p < DLQ_N_PROJ; p++) {
+            dlq_tlinear *T = &tm->layers[l].p[p];
+            const dlq_weight *w = proj_weight(&m->layers[l], p);
+            rotate_into(T->w, w->data, w->rows, w->cols, input_side(p), r, d);
+            dlq_quant_init_rtn(T->w, T->out, T->in, &T->q->spec, 0, T->q->s, T->q->b, T->q->m);
+        }
+    rotate_into(tm->emb, m->tok_emb.data, m->tok_emb.rows, d, 1, r, d);
+    rotate_into(tm->head.w, m->lm_head.data, m->lm_head.rows, d, 1, r, d);
+}
+
+/* one Cayley step: R <- (I + a/2 D)^-1 (I - a/2 D) R for skew D, by the
+ * fixed-point iteration Y = R - a/2 D (R + Y) (Li et al. 2020, three rounds) */
+static void cayley(float *r, const float *D, float a, int d, float *y, float *t) {
+    size_t n = (size_t)d * d;
+    memcpy(y, r, n * sizeof *y);
+    for (int it = 0; it < 3; it++) {
+        for (size_t i = 0; i < n; i++) t[i] = r[i] + y[i];
+        memcpy(y, r, n * sizeof *y);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d, d, d, -0.5f * a, D, d, t, d, 1.0f, y, d);
+    }
+    memcpy(r, y, n * sizeof *r);
+}
+
+int dlq_rotate_learn(dlq_model *m, dlq_dataset *ds, const dlq_rotlearn_opts *o, dlq_rotlearn_progress cb, void *user,
+                     double *first, double *last, dlq_err *err) {
+    const int d = m->cfg.dim;
+    if (!m->rotated) return dlq_errf(err, DLQ_EINVAL, "learning a rotation needs the rotated model (dlq_model_rotate first)");
+    if ((o->targets & ((1u << DLQ_N_PROJ) - 1)) != (1u << DLQ_N_PROJ) - 1)
+        return dlq_errf(err, DLQ_EINVAL, "learning a rotation needs every projection quantized (the default --targets)");
+    dlq_tmodel_opts to = {.mode = DLQ_MODE_QUANT, .lora_r = 0, .lora_alpha = 1, .targets = o->targets, .seed = o->seed,
+                          .B = o->B, .T = o->T, .recompute = o->recompute, .qspec = o->qspec, .full_qat = 1,
+                          .loss = o->loss, .train_emb = 1};
+    dlq_tmodel *tm = NULL;
+    int rc = dlq_tmodel_create(&tm, m, &to, err);
+    if (rc) return rc;
+    dlq_tmodel_set_trainable(tm, DLQ_TRAIN_W | DLQ_TRAIN_EMB);
+    size_t n = (size_t)d * d;
+    float *r = calloc(n, sizeof *r), *gr = malloc(n * sizeof *gr), *A = malloc(n * sizeof *A), *m1 = calloc(n, sizeof *m1),
+          *v1 = calloc(n, sizeof *v1), *y = malloc(n * sizeof *y), *t = malloc(n * sizeof *t);
+    dlq_batch b = {0};
+    if (!r || !gr || !A || !m1 || !v1 || !y || !t) { rc = dlq_errf(err, DLQ_ENOMEM, "out of memory"); goto out; }
+    if ((rc = dlq_batch_alloc(&b, o->B, o->T, err))) goto out;
+    for (int i = 0; i < d; i++) r[(size_t)i * d + i] = 1.0f;
+    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+    for (int64_t step = 0; step < o->steps; step++) {
+        set_student(tm, m, r, d);
+        dlq_params_zero_grad(&tm->params);
+        double ls;
+        int64_t nv;
+        if ((rc = dlq_data_next(ds, &b, err)) || (rc = dlq_tmodel_step(tm, b.tokens, b.targets, 1.0f, &ls, &nv, err))) goto out;
+        double loss = nv ? ls / (double)nv : 0;
+        if (!isfinite(loss)) { rc = dlq_errf(err, DLQ_EINVAL, "rotation learning: loss is %g at step %lld", loss, (long long)step + 1); goto out; }
+        if (step == 0 && first) *first = loss;
+        if (last) *last = loss;
+        /* dL/dR through every rotated tensor (the frozen base weights are the unrotated side) */
+        memset(gr, 0, n * sizeof *gr);
+        for (int l = 0; l < m->cfg.n_layers; l++)
+            for (int p = 0; p < DLQ_N_PROJ; p++) {
+                const dlq_tlinear *T = &tm->layers[l].p[p];
+                const dlq_weight *w = proj_weight(&m->layers[l], p);
+                if (input_side(p)) dlq_rotgrad_in(gr, d, T->gw, w->data, w->rows);
+                else dlq_rotgrad_out(gr, d, T->gw, w->data, w->cols);
+            }
+        dlq_rotgrad_in(gr, d, tm->g_emb, m->tok_emb.data, m->tok_emb.rows);
+        dlq_rotgrad_in(gr, d, tm->head.gw, m->lm_head.data, m->lm_head.rows);
+        /* skew Riemannian gradient A = G R^T - R G^T, Adam on it, Cayley step along it */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d, d, d, 1.0f, gr, d, r, d, 0.0f, A, d);
+        for (int i = 0; i < d; i++)
+            for (int j = 0; j <= i; j++) {
+                float s = A[(size_t)i * d + j] - A[(size_t)j * d + i];
+                A[(size_t)i * d + j] = s;
+                A[(size_t)j * d + i] = -s;
+            }
+        double c1 = 1 - pow(b1, (double)(step + 1)), c2 = 1 - pow(b2, (double)(step + 1));
+        for (size_t i = 0; i < n; i++) {
+            m1[i] = b1 * m1[i] + (1 - b1) * A[i];
+            v1[i] = b2 * v1[i] + (1 - b2) * A[i] * A[i];
+            A[i] = (float)((m1[i] / c1) / (sqrt(v1[i] / c2) + eps));
+        }
+        for (int i = 0; i < d; i++) /* keep the step exactly skew */
+            for (int j = 0; j < i; j++) {
+                float s = 0.5f * (A[(size_t)i * d + j] - A[(size_t)j * d + i]);
+                A[(size_t)i * d + j] = s;
+                A[(size_t)j * d + i] = -s;
+            }
+        for (int i = 0; i < d; i++) A[(size_t)i * d + i] = 0;
+        /* cosine decay of the step size */
+        float lr = (float)(o->lr * 0.5 * (1 + cos(M_PI * (double)step / (double)o->steps)));
+        cayley(r, A, lr, d, y, t);
+        if ((step + 1) % 25 == 0) dlq_orthonormalize(r, d);
+        if (cb) cb(user, step + 1, o->steps, loss);
+    }
+    dlq_orthonormalize(r, d);
+    /* fold R into the model: the same map as the student's, on the full-precision weights */
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int p = 0; p < DLQ_N_PROJ; p++) {
+            dlq_weight *w = proj_weight(&m->layers[l], p);
+            float *tmp = malloc((size_t)(w->rows * w->cols) * sizeof *tmp);
+            if (!tmp) { rc = dlq_errf(err, DLQ_ENOMEM, "out of memory"); goto out; }
+            rotate_into(tmp, w->data, w->rows, w->cols, input_side(p), r, d);
+            memcpy((void *)w->data, tmp, (size_t)(w->rows * w->cols) * sizeof *tmp);
+            free(tmp);
+        }
+    dlq_weight *ws[] = {&m->tok_emb, &m->lm_head};
+    for (int k = 0; k < 2; k++) {
+        float *tmp = malloc((size_t)(ws[k]->rows * d) * sizeof *tmp);
+        if (!tmp) { rc = dlq_errf(err, DLQ_ENOMEM, "out of memory"); goto out; }
+        rotate_into(tmp, ws[k]->data, ws[k]->rows, d, 1, r, d);
+        memcpy((void *)ws[k]->data, tmp, (size_t)(ws[k]->rows * d) * sizeof *tmp);
+        free(tmp);
+    }
+out:
+    dlq_batch_free(&b);
+    free(r); free(gr); free(A); free(m1); free(v1); free(y); free(t);
+    dlq_tmodel_destroy(tm);
+    return rc;
+}
