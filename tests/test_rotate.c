@@ -158,6 +158,38 @@ static void test_rotgrad(void) {
     CHECK(eo < 1e-6, "orthonormalize: |R R^T - I| = %g", eo);
 }
 
+/* the range chain: L(W) = sum_g cs_g s_g(W) + cb_g b_g(W) with s, b the RTN
+ * init of W, against central differences (ragged groups, both quantizers) */
+static void test_range_grad(void) {
+    enum { ROWS = 3, COLS = 11 };
+    dlq_rng g;
+    dlq_rng_seed(&g, 77);
+    for (int sym = 0; sym < 2; sym++) {
+        dlq_qspec q = {.bits = 3, .group = 4, .sym = sym};
+        int ng = (int)dlq_qgroups(COLS, q.group);
+        float w[ROWS * COLS], cs[ROWS * 3], cb[ROWS * 3], gw[ROWS * COLS] = {0}, s[ROWS * 3], b[ROWS * 3], m[ROWS * 3];
+        for (int i = 0; i < ROWS * COLS; i++) w[i] = (float)dlq_rng_normal(&g);
+        for (int i = 0; i < ROWS * ng; i++) { cs[i] = (float)dlq_rng_normal(&g); cb[i] = (float)dlq_rng_normal(&g); }
+        dlq_rtn_range_grad(gw, w, ROWS, COLS, &q, cs, cb);
+        double worst = 0;
+        for (int e = 0; e < ROWS * COLS; e++) {
+            const float h = 1e-3f, save = w[e];
+            double l[2];
+            for (int k = 0; k < 2; k++) {
+                w[e] = save + (k ? -h : h);
+                dlq_quant_init_rtn(w, ROWS, COLS, &q, 0, s, b, m);
+                l[k] = 0;
+                for (int i = 0; i < ROWS * ng; i++) l[k] += (double)cs[i] * s[i] + (double)cb[i] * b[i];
+            }
+            w[e] = save;
+            double fd = (l[0] - l[1]) / (2.0 * h);
+            worst = fmax(worst, fabs(fd - gw[e]) / (1 + fabs(fd)));
+        }
+        CHECK(worst < 2e-3, "%s range gradient vs central differences: worst relative error %g", sym ? "symmetric" : "asymmetric",
+              worst);
+    }
+}
+
 static int all_ones(const dlq_weight *w) {
     if (w->dtype != DLQ_F32) return 0;
     for (int64_t j = 0; j < w->cols; j++)
@@ -278,6 +310,7 @@ static void test_cli(void) {
 int main(void) {
     test_transform();
     test_rotgrad();
+    test_range_grad();
     test_model("tests/fixtures/hf/llama", "llama (untied, GQA)");
     test_model("tests/fixtures/hf/llama-tied", "llama-tied (head_dim 32 x 4 heads != dim 64)");
     test_model("tests/fixtures/hf/qwen2", "qwen2 (q/k/v biases)");

@@ -19,6 +19,31 @@ void dlq_rotgrad_out(float *gr, int d, const float *G, const float *W, int64_t c
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d, d, (int)cols, 1.0f, G, (int)cols, W, (int)cols, 1.0f, gr, d);
 }
 
+void dlq_rtn_range_grad(float *gw, const float *w, int64_t rows, int64_t cols, const dlq_qspec *q, const float *gs,
+                        const float *gb) {
+    int64_t ng = dlq_qgroups(cols, q->group);
+    int gsz = dlq_qgroup_size(cols, q->group);
+    float n = (float)((1 << q->bits) - 1), qmin = (float)dlq_qmin(q->bits), qmax = (float)dlq_qmax(q->bits);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t g = 0; g < ng; g++) {
+            const float *wg = w + r * cols + g * gsz;
+            float *gg = gw + r * cols + g * gsz;
+            int len = (int)(cols - g * gsz < gsz ? cols - g * gsz : gsz), lo = 0, hi = 0, am = 0;
+            for (int i = 1; i < len; i++) {
+                if (wg[i] < wg[lo]) lo = i;
+                if (wg[i] > wg[hi]) hi = i;
+                if (fabsf(wg[i]) > fabsf(wg[am])) am = i;
+            }
+            float dS = gs[r * ng + g], dB = gb ? gb[r * ng + g] : 0;
+            if (q->sym) {
+                if (wg[am] != 0) gg[am] += dS * (wg[am] > 0 ? 1.0f : -1.0f) / qmax;
+            } else if (wg[hi] > wg[lo]) {
+                gg[hi] += dS / n - dB * qmin / n;
+                gg[lo] += -dS / n + dB * (1 + qmin / n);
+            }
+        }
+}
+
 void dlq_orthonormalize(float *r, int d) {
     double *q = malloc((size_t)d * d * sizeof *q);
     if (!q) return;
@@ -94,7 +119,8 @@ int dlq_rotate_learn(dlq_model *m, dlq_dataset *ds, const dlq_rotlearn_opts *o, 
     dlq_tmodel *tm = NULL;
     int rc = dlq_tmodel_create(&tm, m, &to, err);
     if (rc) return rc;
-    dlq_tmodel_set_trainable(tm, DLQ_TRAIN_W | DLQ_TRAIN_EMB);
+    /* s, b "trainable" only so the backward fills their gradients (no optimizer runs on them) */
+    dlq_tmodel_set_trainable(tm, DLQ_TRAIN_W | DLQ_TRAIN_SB | DLQ_TRAIN_EMB);
     size_t n = (size_t)d * d;
     float *r = calloc(n, sizeof *r), *gr = malloc(n * sizeof *gr), *A = malloc(n * sizeof *A), *m1 = calloc(n, sizeof *m1),
           *v1 = calloc(n, sizeof *v1), *y = malloc(n * sizeof *y), *t = malloc(n * sizeof *t);
@@ -119,6 +145,7 @@ int dlq_rotate_learn(dlq_model *m, dlq_dataset *ds, const dlq_rotlearn_opts *o, 
             for (int p = 0; p < DLQ_N_PROJ; p++) {
                 const dlq_tlinear *T = &tm->layers[l].p[p];
                 const dlq_weight *w = proj_weight(&m->layers[l], p);
+                dlq_rtn_range_grad(T->gw, T->w, T->out, T->in, &T->q->spec, T->q->gs, T->q->gb);
                 if (input_side(p)) dlq_rotgrad_in(gr, d, T->gw, w->data, w->rows);
                 else dlq_rotgrad_out(gr, d, T->gw, w->data, w->cols);
             }

@@ -9,7 +9,9 @@
  *
  * Every step re-quantizes the rotated weights with min-max RTN (s, b from the
  * group's range, m = 1), runs the model's forward and backward through the
- * straight-through estimator (dL/dW of each rotated weight), assembles
+ * straight-through estimator, adds what dL/ds, dL/db give through each group's
+ * min / max elements (so R also learns to shrink the groups' ranges), which
+ * is dL/dW of each rotated weight, assembles
  *   dL/dR = sum_in G^T W + sum_out G W^T
  * and moves R along the orthogonal group: Adam on the skew-symmetric
  * Riemannian gradient A = dL/dR R^T - R dL/dR^T, then the Cayley retraction
@@ -52,6 +54,13 @@ int dlq_rotate_learn(dlq_model *m, dlq_dataset *ds, const dlq_rotlearn_opts *o, 
  * W [d][cols]) adds G W^T. Exposed for the gradient test. */
 void dlq_rotgrad_in(float *gr, int d, const float *G, const float *W, int64_t rows);
 void dlq_rotgrad_out(float *gr, int d, const float *G, const float *W, int64_t cols);
+/* Chain of the RTN range into W: with s, b set from each group's min / max
+ * (dlq_quant_init_rtn, no clipping search), adds to gw [rows][cols] what
+ * dL/ds and dL/db (gs, gb [rows][ngroups]) give through the group's extreme
+ * elements (asymmetric: s = (max - min)/(2^n - 1), b = min - s qmin;
+ * symmetric: s = absmax/qmax). */
+void dlq_rtn_range_grad(float *gw, const float *w, int64_t rows, int64_t cols, const dlq_qspec *q, const float *gs,
+                        const float *gb);
 /* Gram-Schmidt orthonormalization of the rows of r [d][d] (double precision). */
 void dlq_orthonormalize(float *r, int d);
 
