@@ -15,6 +15,7 @@ what = {
     "damp1_300": "--dampen 1", "damp10_300": "--dampen 10", "qk300": "--targets q_proj,k_proj",
     "vo300": "--targets v_proj,o_proj", "mlp300": "--targets gate_proj,up_proj,down_proj",
     "vo_2000": "--targets v_proj,o_proj, P1 100 + P2 1900", "lr1e3_2000": "P1 100 + P2 1900, --lr 1e-3", "qat_2000": "--method qat, P1 100 + P2 1900, --lr 1e-3",
+    "normsemb_8000": "--train-norms --train-embeddings, P1 100 + P2 7900 (16384-row file)",
 }
 print("| probe | options | steps | wall | RTN ppl | ppl | % of the RTN-to-FP gap closed |")
 print("|---|---|---|---|---|---|---|")

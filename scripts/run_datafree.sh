@@ -12,7 +12,8 @@
 # NTRAIN (2048 rows), NEVAL (256 rows), LEN (256 ids per row),
 # CONFIGS ("4:32 3:32 2:32 4:channel"), METHODS ("rtn dlqat-ce dlqat-kl gptq qalora qat"),
 # QARGS (extra dlqat quantize options for the trained methods, e.g. "--train-norms"),
-# ROTATE=1 (every method, RTN and GPTQ included, quantizes the model after `--rotate`).
+# ROTATE=1 (every method, RTN and GPTQ included, quantizes the model after `--rotate`),
+# ROTATE_STEPS=N (after `--rotate-steps N --rotate-lr ${ROTATE_LR:-2e-2}`, learned with --loss kl).
 # The README's 2000-step batch-16 W4 g32 row:
 #   NTRAIN=16384 B=16 P1=100 P2=1900 CONFIGS=4:32 METHODS=dlqat-kl sh scripts/run_datafree.sh out/datafree-b16
 set -eu
@@ -25,6 +26,7 @@ CONFIGS=${CONFIGS:-"4:32 3:32 2:32 4:channel"}
 METHODS=${METHODS:-"rtn dlqat-ce dlqat-kl gptq qalora qat"}
 QARGS=${QARGS:-}
 RARGS=""; [ "${ROTATE:-0}" = 1 ] && RARGS="--rotate"
+[ "${ROTATE_STEPS:-0}" -gt 0 ] && RARGS="--rotate-steps $ROTATE_STEPS --rotate-lr ${ROTATE_LR:-2e-2}"
 D=${DLQAT:-./build/dlqat}
 mkdir -p "$OUT"
 [ -f "$OUT/train.tok" ] || $D sample --model "$M" --n $NTRAIN --len $LEN --seed 1 --batch 64 --out "$OUT/train.tok" --json "$OUT/sample-train.json"
@@ -41,7 +43,7 @@ for c in $CONFIGS; do
             dlqat-kl) mm=dlqat; args="--loss kl" ;;
             qat) mm=qat; args="--loss kl" ;;
             qalora) mm=qalora; args="--loss kl" ;;
-            *) mm=$meth; args="" ;;
+            *) mm=$meth; args=""; [ "${ROTATE_STEPS:-0}" -gt 0 ] && args="--loss kl" ;;
         esac
         if ! has_method $mm; then echo "[datafree] skipping $meth: not in this build"; continue; fi
         echo "[datafree] $tag"

@@ -51,7 +51,7 @@ static void usage(void) {
            "                          v/o by one per head; the output has all-ones norms and an untied head\n"
            "  --rotate-steps N        then learn the residual rotation for N steps on --data (SpinQuant R1: Cayley\n"
            "                          steps so the RTN-quantized model matches the FP one under --loss; default 0)\n"
-           "  --rotate-lr LR          step size of that learning (default 1e-2, cosine decay)\n"
+           "  --rotate-lr LR          step size of that learning (default 2e-2, cosine decay)\n"
            "  --dampen L              oscillation dampening: + L * mean (clip(x) - round(x))^2 per matrix, x = (W' - b)/s\n"
            "                          (Nagel et al. 2022; gradient to W' only; not in the reported loss; default 0)\n"
            "  --loss ce|kl|ce+kl      objective: next-token cross-entropy, KL to the full-precision model's\n"
@@ -146,7 +146,7 @@ int cmd_quantize(int argc, char **argv) {
     dlq_train_cfg tc;
     dlq_train_cfg_default(&tc);
     long long p1 = 1000, p2 = 1000, msteps = 0, eval_windows = 0, rot_steps = 0;
-    double rot_lr = 1e-2, rot_first = NAN, rot_last = NAN, t_rot = 0;
+    double rot_lr = 2e-2, rot_first = NAN, rot_last = NAN, t_rot = 0;
     int stages = 2, resume = 0, ctx = 0, bits_set = 0, seq_set = 0, base_gptq = 0, phase2_sb = 0, rotate = 0;
     long long calib = 128;
     int nf4_block = 64, nf4_dq = 0;

@@ -32,7 +32,7 @@
 
 typedef struct dlq_rotlearn_opts {
     int64_t steps;
-    float lr;              /* Cayley step size (Adam-normalized), e.g. 1e-2 */
+    float lr;              /* Cayley step size (Adam-normalized), e.g. 2e-2 */
     int B, T;
     dlq_qspec qspec;
     unsigned targets;      /* projections that are quantized (DLQ_P_* bits) */
