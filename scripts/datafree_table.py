@@ -10,6 +10,8 @@ docs/results/datafree-stories260K/ (or another folder with the same file names):
   wBgG-rtn-rotate.json, wBgG-gptq-rotate.json   ROTATE=1 METHODS="rtn gptq" (quantize --rotate)
   wBgG-dlqat-kl-2000steps-rotate-train-norms-embeddings.json      ROTATE=1 and the two options
   wBgG-dlqat-kl-2000steps-b16-rotate-train-norms-embeddings.json  the same at batch 16 on 16384 rows
+  wBgG-rtn-rotate400.json, wBgG-gptq-rotate400.json   ROTATE_STEPS=400 METHODS="rtn gptq" (learned rotation)
+  wBgG-dlqat-kl-2000steps[-b16]-rotate400-train-norms-embeddings.json   ROTATE_STEPS=400 and the two options
 Every row's gap is measured against the plain RTN row of its configuration (wBgG-rtn.json), so
 the --rotate rows count what the rotation itself gains.
 Prints Markdown (run_datafree.sh prints its OUT folder this way).
@@ -23,6 +25,7 @@ print(f"FP: ppl {fp['ppl']:.2f} (mean NLL {fp['nll']:.4f}) on {fp['windows']} sa
 print("| config | method | steps | wall | ppl | mean NLL | RTN-to-FP gap closed | target |")
 print("|---|---|---|---|---|---|---|---|")
 rows = [("rtn", "RTN"), ("gptq", "GPTQ"), ("rtn-rotate", "RTN after `--rotate`"), ("gptq-rotate", "GPTQ after `--rotate`"),
+        ("rtn-rotate400", "RTN after `--rotate-steps 400`"), ("gptq-rotate400", "GPTQ after `--rotate-steps 400`"),
         ("qalora", "QA-LoRA (kl)"), ("qat", "full QAT (kl)"),
         ("dlqat-ce", "DL-QAT (ce)"), ("dlqat-kl", "DL-QAT (kl)"), ("dlqat-kl-2000steps", "DL-QAT (kl)"),
         ("dlqat-kl-2000steps-b16", "DL-QAT (kl), batch 16"),
@@ -31,7 +34,11 @@ rows = [("rtn", "RTN"), ("gptq", "GPTQ"), ("rtn-rotate", "RTN after `--rotate`")
         ("dlqat-kl-2000steps-b16-train-norms-embeddings", "DL-QAT (kl), batch 16 + `--train-norms --train-embeddings`"),
         ("dlqat-kl-2000steps-rotate-train-norms-embeddings", "DL-QAT (kl) + `--rotate --train-norms --train-embeddings`"),
         ("dlqat-kl-2000steps-b16-rotate-train-norms-embeddings",
-         "DL-QAT (kl), batch 16 + `--rotate --train-norms --train-embeddings`")]
+         "DL-QAT (kl), batch 16 + `--rotate --train-norms --train-embeddings`"),
+        ("dlqat-kl-2000steps-rotate400-train-norms-embeddings",
+         "DL-QAT (kl) + `--rotate-steps 400 --train-norms --train-embeddings`"),
+        ("dlqat-kl-2000steps-b16-rotate400-train-norms-embeddings",
+         "DL-QAT (kl), batch 16 + `--rotate-steps 400 --train-norms --train-embeddings`")]
 targets = {"4:32": "80 %", "3:32": "60 %", "2:32": "40 %", "4:channel": "–"}
 for c in ["4:32", "3:32", "2:32", "4:channel"]:
     b, g = c.split(":")
@@ -48,6 +55,8 @@ for c in ["4:32", "3:32", "2:32", "4:channel"]:
         nq = math.log(q)
         closed = (nrtn - nq) / (nrtn - nfp)
         steps = j.get("phase1_steps", 0) + j.get("steps", 0) + j.get("m_steps", 0)
+        if j.get("rotate_steps"):   # rotation-learning steps, then the method's own
+            steps = f"{j['rotate_steps']} + {steps}"
         dl = tag.startswith("dlqat")
         bold = "**" if dl else ""
         print(f"| {cname} | {name} | {steps} | {j['wall_s']:.0f} s | {bold}{q:.2f}{bold} | {nq:.4f} | "
