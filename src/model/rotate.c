@@ -22,27 +22,11 @@ int dlq_rot_init(dlq_rot *r, int n, uint64_t seed, dlq_err *err) {
     for (int i = 0; i < n; i++) r->sign[i] = (dlq_rng_u64(&g) >> 63) ? -1.0f : 1.0f;
     int mm = r->m;
     if (mm > 1) {
-        /* a random orthogonal m x m: Gaussian rows, modified Gram-Schmidt in double */
-        double *q = malloc((size_t)mm * mm * sizeof *q);
+        /* a random orthogonal m x m: Gaussian rows, then Gram-Schmidt */
         r->qm = dlq_malloc((size_t)mm * mm * sizeof *r->qm, err);
-        if (!q || !r->qm) { free(q); dlq_rot_free(r); return dlq_errf(err, DLQ_ENOMEM, "out of memory"); }
-        for (size_t i = 0; i < (size_t)mm * mm; i++) q[i] = dlq_rng_normal(&g);
-        for (int i = 0; i < mm; i++) {
-            double *qi = q + (size_t)i * mm;
-            for (int pass = 0; pass < 2; pass++) /* twice: orthogonal to fp64 precision */
-                for (int k = 0; k < i; k++) {
-                    const double *qk = q + (size_t)k * mm;
-                    double d = 0;
-                    for (int j = 0; j < mm; j++) d += qi[j] * qk[j];
-                    for (int j = 0; j < mm; j++) qi[j] -= d * qk[j];
-                }
-            double nn = 0;
-            for (int j = 0; j < mm; j++) nn += qi[j] * qi[j];
-            nn = 1.0 / sqrt(nn);
-            for (int j = 0; j < mm; j++) qi[j] *= nn;
-        }
-        for (size_t i = 0; i < (size_t)mm * mm; i++) r->qm[i] = (float)q[i];
-        free(q);
+        if (!r->qm) { dlq_rot_free(r); return DLQ_ENOMEM; }
+        for (size_t i = 0; i < (size_t)mm * mm; i++) r->qm[i] = (float)dlq_rng_normal(&g);
+        if (dlq_orthonormalize(r->qm, mm)) { dlq_rot_free(r); return dlq_errf(err, DLQ_ENOMEM, "out of memory"); }
     }
     return 0;
 }
@@ -52,6 +36,29 @@ void dlq_rot_free(dlq_rot *r) {
     free(r->qm);
     free(r->tmp);
     memset(r, 0, sizeof *r);
+}
+
+int dlq_orthonormalize(float *r, int d) {
+    double *q = malloc((size_t)d * d * sizeof *q);
+    if (!q) return DLQ_ENOMEM;
+    for (size_t i = 0; i < (size_t)d * d; i++) q[i] = r[i];
+    for (int i = 0; i < d; i++) {
+        double *qi = q + (size_t)i * d;
+        for (int pass = 0; pass < 2; pass++)
+            for (int k = 0; k < i; k++) {
+                const double *qk = q + (size_t)k * d;
+                double s = 0;
+                for (int j = 0; j < d; j++) s += qi[j] * qk[j];
+                for (int j = 0; j < d; j++) qi[j] -= s * qk[j];
+            }
+        double n = 0;
+        for (int j = 0; j < d; j++) n += qi[j] * qi[j];
+        n = 1.0 / sqrt(n);
+        for (int j = 0; j < d; j++) qi[j] *= n;
+    }
+    for (size_t i = 0; i < (size_t)d * d; i++) r[i] = (float)q[i];
+    free(q);
+    return 0;
 }
 
 /* in-place normalized Walsh-Hadamard transform of x[p], p a power of two */

@@ -42,6 +42,11 @@ void dlq_rot_apply(const dlq_rot *r, float *x);
  * applying T to each unit vector; for tests. */
 void dlq_rot_dense(const dlq_rot *r, float *out);
 
+/* Gram-Schmidt orthonormalization of the rows of r [d][d] (twice per row, in
+ * double precision). Returns DLQ_ENOMEM (r untouched) if its scratch cannot
+ * be allocated. */
+int dlq_orthonormalize(float *r, int d);
+
 /* Rotates m in place: the residual stream by T (seed) and each head's v/o by
  * U (seed + 1). The weights it changes become owned fp32 copies; cfg.tied
  * becomes 0. Refuses a quantized model. On an error other than a refusal the

@@ -44,28 +44,6 @@ void dlq_rtn_range_grad(float *gw, const float *w, int64_t rows, int64_t cols, c
         }
 }
 
-void dlq_orthonormalize(float *r, int d) {
-    double *q = malloc((size_t)d * d * sizeof *q);
-    if (!q) return;
-    for (size_t i = 0; i < (size_t)d * d; i++) q[i] = r[i];
-    for (int i = 0; i < d; i++) {
-        double *qi = q + (size_t)i * d;
-        for (int pass = 0; pass < 2; pass++)
-            for (int k = 0; k < i; k++) {
-                const double *qk = q + (size_t)k * d;
-                double s = 0;
-                for (int j = 0; j < d; j++) s += qi[j] * qk[j];
-                for (int j = 0; j < d; j++) qi[j] -= s * qk[j];
-            }
-        double n = 0;
-        for (int j = 0; j < d; j++) n += qi[j] * qi[j];
-        n = 1.0 / sqrt(n);
-        for (int j = 0; j < d; j++) qi[j] *= n;
-    }
-    for (size_t i = 0; i < (size_t)d * d; i++) r[i] = (float)q[i];
-    free(q);
-}
-
 static int input_side(int p) { return p != DLQ_P_O && p != DLQ_P_DOWN; }
 
 static dlq_weight *proj_weight(dlq_layer *L, int p) {
@@ -175,10 +153,10 @@ int dlq_rotate_learn(dlq_model *m, dlq_dataset *ds, const dlq_rotlearn_opts *o, 
         /* cosine decay of the step size */
         float lr = (float)(o->lr * 0.5 * (1 + cos(M_PI * (double)step / (double)o->steps)));
         cayley(r, A, lr, d, y, t);
-        if ((step + 1) % 25 == 0) dlq_orthonormalize(r, d);
+        if ((step + 1) % 25 == 0 && dlq_orthonormalize(r, d)) { rc = dlq_errf(err, DLQ_ENOMEM, "out of memory"); goto out; }
         if (cb) cb(user, step + 1, o->steps, loss);
     }
-    dlq_orthonormalize(r, d);
+    if (dlq_orthonormalize(r, d)) { rc = dlq_errf(err, DLQ_ENOMEM, "out of memory"); goto out; }
     /* fold R into the model: the same map as the student's, on the full-precision weights */
     for (int l = 0; l < m->cfg.n_layers; l++)
         for (int p = 0; p < DLQ_N_PROJ; p++) {

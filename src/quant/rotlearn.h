@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "model/model.h"
+#include "model/rotate.h"
 #include "quant/quant.h"
 #include "train/data.h"
 #include "train/tmodel.h"
@@ -61,7 +62,5 @@ void dlq_rotgrad_out(float *gr, int d, const float *G, const float *W, int64_t c
  * symmetric: s = absmax/qmax). */
 void dlq_rtn_range_grad(float *gw, const float *w, int64_t rows, int64_t cols, const dlq_qspec *q, const float *gs,
                         const float *gb);
-/* Gram-Schmidt orthonormalization of the rows of r [d][d] (double precision). */
-void dlq_orthonormalize(float *r, int d);
 
 #endif
