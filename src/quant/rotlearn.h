@@ -59,7 +59,8 @@ void dlq_rotgrad_out(float *gr, int d, const float *G, const float *W, int64_t c
  * (dlq_quant_init_rtn, no clipping search), adds to gw [rows][cols] what
  * dL/ds and dL/db (gs, gb [rows][ngroups]) give through the group's extreme
  * elements (asymmetric: s = (max - min)/(2^n - 1), b = min - s qmin;
- * symmetric: s = absmax/qmax). */
+ * symmetric: s = absmax/qmax). With --int-zero the snapped offset is treated
+ * as the unsnapped min - s qmin (rounding passes no gradient otherwise). */
 void dlq_rtn_range_grad(float *gw, const float *w, int64_t rows, int64_t cols, const dlq_qspec *q, const float *gs,
                         const float *gb);
 
