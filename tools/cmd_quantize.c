@@ -52,6 +52,7 @@ static void usage(void) {
            "  --rotate-steps N        then learn the residual rotation for N steps on --data (SpinQuant R1: Cayley\n"
            "                          steps so the RTN-quantized model matches the FP one under --loss; default 0)\n"
            "  --rotate-lr LR          step size of that learning (default 2e-2, cosine decay)\n"
+           "  --rotate-heads          learn the per-head v/o rotations too (one per layer and kv head; SpinQuant R2)\n"
            "  --dampen L              oscillation dampening: + L * mean (clip(x) - round(x))^2 per matrix, x = (W' - b)/s\n"
            "                          (Nagel et al. 2022; gradient to W' only; not in the reported loss; default 0)\n"
            "  --loss ce|kl|ce+kl      objective: next-token cross-entropy, KL to the full-precision model's\n"
@@ -146,6 +147,7 @@ int cmd_quantize(int argc, char **argv) {
     dlq_train_cfg tc;
     dlq_train_cfg_default(&tc);
     long long p1 = 1000, p2 = 1000, msteps = 0, eval_windows = 0, rot_steps = 0;
+    int rot_heads = 0;
     double rot_lr = 2e-2, rot_first = NAN, rot_last = NAN, t_rot = 0;
     int stages = 2, resume = 0, ctx = 0, bits_set = 0, seq_set = 0, base_gptq = 0, phase2_sb = 0, rotate = 0;
     long long calib = 128;
@@ -235,6 +237,7 @@ int cmd_quantize(int argc, char **argv) {
         else if (cli_is(&a, "--rotate", NULL)) rotate = 1;
         else if (cli_is(&a, "--rotate-steps", NULL)) { rot_steps = cli_int(&a, 0, 1LL << 40); rotate = 1; }
         else if (cli_is(&a, "--rotate-lr", NULL)) rot_lr = cli_num(&a, 1e-9, 10);
+        else if (cli_is(&a, "--rotate-heads", NULL)) rot_heads = 1;
         else if (cli_is(&a, "--dampen", NULL)) o.dampen = (float)cli_num(&a, 0, 1e6);
         else if (cli_is(&a, "--val-fraction", NULL)) val_fraction = cli_num(&a, 0, 0.9);
         else if (cli_is(&a, "--eval-every", NULL)) tc.eval_every = cli_int(&a, 0, 1LL << 40);
@@ -252,6 +255,10 @@ int cmd_quantize(int argc, char **argv) {
     if (is_gptq) base_gptq = 1;
     int trained_method = !strcmp(method, "dlqat") || is_qat || is_qalora || is_nf4;
     int train = trained_method && (p1 + p2 + msteps) > 0;
+    if (rot_heads && rot_steps == 0) {
+        fprintf(stderr, "dlqat quantize: --rotate-heads is learned with the residual rotation: give --rotate-steps N\n");
+        return 2;
+    }
     if (rot_steps > 0 && !data) {
         fprintf(stderr, "dlqat quantize: --rotate-steps learns on --data: give a training file\n");
         return 2;
@@ -330,7 +337,8 @@ int cmd_quantize(int argc, char **argv) {
     }
     if (rot_steps > 0) {
         dlq_rotlearn_opts ro = {.steps = rot_steps, .lr = (float)rot_lr, .B = o.B, .T = o.T, .qspec = o.qspec,
-                                .targets = o.targets, .loss = o.loss, .seed = o.seed, .recompute = o.recompute};
+                                .targets = o.targets, .loss = o.loss, .seed = o.seed, .recompute = o.recompute,
+                                .heads = rot_heads};
         rot_prog rp = {cli_now()};
         if (dlq_rotate_learn(m, ds, &ro, rot_progress, &rp, &rot_first, &rot_last, &err)) {
             fprintf(stderr, "\ndlqat quantize: --rotate-steps: %s\n", err.msg);
@@ -406,8 +414,9 @@ int cmd_quantize(int argc, char **argv) {
     if (train) {
         if (mkdir(wd, 0755) && !dlq_path_is_dir(wd)) { fprintf(stderr, "dlqat quantize: cannot create %s\n", wd); goto done; }
         char meta[512];
-        snprintf(meta, sizeof meta, "{\"method\": \"%s\", \"bits\": %d, \"group\": %d, \"rank\": %d, \"stages\": %d, \"loss\": \"%s\", \"rotate\": %s, \"rotate_steps\": %lld}",
-                 method, o.qspec.bits, o.qspec.group, o.lora_r, stages, dlq_loss_name(o.loss), rotate ? "true" : "false", rot_steps);
+        snprintf(meta, sizeof meta, "{\"method\": \"%s\", \"bits\": %d, \"group\": %d, \"rank\": %d, \"stages\": %d, \"loss\": \"%s\", \"rotate\": %s, \"rotate_steps\": %lld, \"rotate_heads\": %s}",
+                 method, o.qspec.bits, o.qspec.group, o.lora_r, stages, dlq_loss_name(o.loss), rotate ? "true" : "false", rot_steps,
+                 rot_heads ? "true" : "false");
         if (resume) {
             char phase[64];
             if (dlq_train_resume(tm, ds, ckdir, meta, &st, phase, sizeof phase, &err)) { fprintf(stderr, "dlqat quantize: --resume: %s\n", err.msg); goto done; }
@@ -517,6 +526,7 @@ int cmd_quantize(int argc, char **argv) {
         if (rot_steps > 0) {
             json_object_set_new(j, "rotate_steps", json_integer(rot_steps));
             json_object_set_new(j, "rotate_lr", json_real(rot_lr));
+            json_object_set_new(j, "rotate_heads", json_boolean(rot_heads));
             json_object_set_new(j, "rotate_loss_first", json_real(rot_first));
             json_object_set_new(j, "rotate_loss_last", json_real(rot_last));
             json_object_set_new(j, "rotate_s", json_real(t_rot));

@@ -40,6 +40,7 @@ typedef struct dlq_rotlearn_opts {
     dlq_loss_kind loss;
     uint64_t seed;
     int recompute;
+    int heads;             /* also learn one hd x hd rotation per layer and kv head for v / o (SpinQuant R2) */
 } dlq_rotlearn_opts;
 
 typedef void (*dlq_rotlearn_progress)(void *user, int64_t step, int64_t steps, double loss);
@@ -55,6 +56,12 @@ int dlq_rotate_learn(dlq_model *m, dlq_dataset *ds, const dlq_rotlearn_opts *o, 
  * W [d][cols]) adds G W^T. Exposed for the gradient test. */
 void dlq_rotgrad_in(float *gr, int d, const float *G, const float *W, int64_t rows);
 void dlq_rotgrad_out(float *gr, int d, const float *G, const float *W, int64_t cols);
+/* dL/dU of the per-head rotations (--rotate-heads), accumulated into gu
+ * [nkv][hd][hd]: rows (v: W_rot rows of kv head h = U_h W_h, W [nkv*hd][cols])
+ * add G_h W_h^T; columns (o: W_rot columns of q head j = W_j U_kv(j)^T,
+ * W [rows][nq*hd], kv(j) = j / (nq / nkv)) add G_j^T W_j. */
+void dlq_headgrad_rows(float *gu, int hd, int nkv, const float *G, const float *W, int64_t cols);
+void dlq_headgrad_cols(float *gu, int hd, int nq, int nkv, const float *G, const float *W, int64_t rows);
 /* Chain of the RTN range into W: with s, b set from each group's min / max
  * (dlq_quant_init_rtn, no clipping search), adds to gw [rows][cols] what
  * dL/ds and dL/db (gs, gb [rows][ngroups]) give through the group's extreme
