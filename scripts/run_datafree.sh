@@ -13,7 +13,8 @@
 # CONFIGS ("4:32 3:32 2:32 4:channel"), METHODS ("rtn dlqat-ce dlqat-kl gptq qalora qat"),
 # QARGS (extra dlqat quantize options for the trained methods, e.g. "--train-norms"),
 # ROTATE=1 (every method, RTN and GPTQ included, quantizes the model after `--rotate`),
-# ROTATE_STEPS=N (after `--rotate-steps N --rotate-lr ${ROTATE_LR:-2e-2}`, learned with --loss kl).
+# ROTATE_STEPS=N (after `--rotate-steps N --rotate-lr ${ROTATE_LR:-2e-2}`, learned with --loss kl),
+# ROTATE_HEADS=1 (with ROTATE_STEPS: the per-head v/o rotations are learned too, --rotate-heads).
 # The README's 2000-step batch-16 W4 g32 row:
 #   NTRAIN=16384 B=16 P1=100 P2=1900 CONFIGS=4:32 METHODS=dlqat-kl sh scripts/run_datafree.sh out/datafree-b16
 set -eu
@@ -27,6 +28,7 @@ METHODS=${METHODS:-"rtn dlqat-ce dlqat-kl gptq qalora qat"}
 QARGS=${QARGS:-}
 RARGS=""; [ "${ROTATE:-0}" = 1 ] && RARGS="--rotate"
 [ "${ROTATE_STEPS:-0}" -gt 0 ] && RARGS="--rotate-steps $ROTATE_STEPS --rotate-lr ${ROTATE_LR:-2e-2}"
+[ "${ROTATE_HEADS:-0}" = 1 ] && RARGS="$RARGS --rotate-heads"
 D=${DLQAT:-./build/dlqat}
 mkdir -p "$OUT"
 [ -f "$OUT/train.tok" ] || $D sample --model "$M" --n $NTRAIN --len $LEN --seed 1 --batch 64 --out "$OUT/train.tok" --json "$OUT/sample-train.json"
