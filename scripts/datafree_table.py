@@ -12,6 +12,8 @@ docs/results/datafree-stories260K/ (or another folder with the same file names):
   wBgG-dlqat-kl-2000steps-b16-rotate-train-norms-embeddings.json  the same at batch 16 on 16384 rows
   wBgG-rtn-rotate400.json, wBgG-gptq-rotate400.json   ROTATE_STEPS=400 METHODS="rtn gptq" (learned rotation)
   wBgG-dlqat-kl-2000steps[-b16]-rotate400-train-norms-embeddings.json   ROTATE_STEPS=400 and the two options
+  wBgG-{rtn,gptq}-rotate1600lr4.json, wBgG-dlqat-kl-2000steps[-b16]-rotate1600lr4-train-norms-embeddings.json
+                                            the same with ROTATE_STEPS=1600 ROTATE_LR=4e-2
 Every row's gap is measured against the plain RTN row of its configuration (wBgG-rtn.json), so
 the --rotate rows count what the rotation itself gains.
 Prints Markdown (run_datafree.sh prints its OUT folder this way).
@@ -26,6 +28,8 @@ print("| config | method | steps | wall | ppl | mean NLL | RTN-to-FP gap closed 
 print("|---|---|---|---|---|---|---|---|")
 rows = [("rtn", "RTN"), ("gptq", "GPTQ"), ("rtn-rotate", "RTN after `--rotate`"), ("gptq-rotate", "GPTQ after `--rotate`"),
         ("rtn-rotate400", "RTN after `--rotate-steps 400`"), ("gptq-rotate400", "GPTQ after `--rotate-steps 400`"),
+        ("rtn-rotate1600lr4", "RTN after `--rotate-steps 1600 --rotate-lr 4e-2`"),
+        ("gptq-rotate1600lr4", "GPTQ after `--rotate-steps 1600 --rotate-lr 4e-2`"),
         ("qalora", "QA-LoRA (kl)"), ("qat", "full QAT (kl)"),
         ("dlqat-ce", "DL-QAT (ce)"), ("dlqat-kl", "DL-QAT (kl)"), ("dlqat-kl-2000steps", "DL-QAT (kl)"),
         ("dlqat-kl-2000steps-b16", "DL-QAT (kl), batch 16"),
@@ -38,7 +42,11 @@ rows = [("rtn", "RTN"), ("gptq", "GPTQ"), ("rtn-rotate", "RTN after `--rotate`")
         ("dlqat-kl-2000steps-rotate400-train-norms-embeddings",
          "DL-QAT (kl) + `--rotate-steps 400 --train-norms --train-embeddings`"),
         ("dlqat-kl-2000steps-b16-rotate400-train-norms-embeddings",
-         "DL-QAT (kl), batch 16 + `--rotate-steps 400 --train-norms --train-embeddings`")]
+         "DL-QAT (kl), batch 16 + `--rotate-steps 400 --train-norms --train-embeddings`"),
+        ("dlqat-kl-2000steps-rotate1600lr4-train-norms-embeddings",
+         "DL-QAT (kl) + `--rotate-steps 1600 --rotate-lr 4e-2 --train-norms --train-embeddings`"),
+        ("dlqat-kl-2000steps-b16-rotate1600lr4-train-norms-embeddings",
+         "DL-QAT (kl), batch 16 + `--rotate-steps 1600 --rotate-lr 4e-2 --train-norms --train-embeddings`")]
 targets = {"4:32": "80 %", "3:32": "60 %", "2:32": "40 %", "4:channel": "–"}
 for c in ["4:32", "3:32", "2:32", "4:channel"]:
     b, g = c.split(":")

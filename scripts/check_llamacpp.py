@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Run llama.cpp itself on a GGUF written by `dlqat export --format gguf`, and check what it computes
+against an independent reference: transformers on the same .dlq exported as a Hugging Face folder
+(fp32), fed llama.cpp's own token ids.
+
+    .venv/bin/python scripts/check_llamacpp.py --llama-bin DIR [--model models/english-mix-7M]
+        [--text data/sample/english-mix-valid-sample.txt] [--bits 4] [--group 32] [--ctx 128] [--chunks 40]
+        [--dlq M.dlq] [--keep DIR]
+
+DIR holds llama.cpp's `llama-perplexity`, `llama-tokenize` and `llama-completion` (a CMake build of
+llama.cpp, e.g. the copy vendored in the llama-cpp-python sdist on PyPI; nothing is downloaded here).
+Without --dlq the model is quantized by `dlqat quantize --method rtn`.
+
+Checks (exit status 0 when every check passes):
+  1. the GGUF loads in llama.cpp and `llama-tokenize` gives the text's ids; they equal the
+     SentencePiece ids of the model's tokenizer.model (when the model folder has one);
+  2. `llama-perplexity -c CTX` (llama.cpp's protocol: chunks of CTX ids, the first one set to BOS,
+     the second half of each chunk scored) against the same protocol computed by transformers on those
+     ids: relative difference <= 1 %. llama.cpp's CPU kernels multiply Q4_1 / Q5_1 / K-quant weights
+     with 8-bit-quantized activations (Q8_1 / Q8_K), transformers in fp32: that, not the weights
+     (identical up to fp16 scale rounding; scripts/check_gguf_export.py), is what the tolerance covers;
+  3. greedy continuation of a prompt: `llama-completion --temp 0` against `dlqat generate --temp 0`
+     on the same GGUF and transformers' greedy search on the HF folder. Printed with the length of
+     the common prefix; a difference after a near-tie is reported, not failed (8-bit activations).
+"""
+import argparse
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+fails = 0
+
+
+def check(ok, what):
+    global fails
+    print(("ok    " if ok else "FAIL  ") + what)
+    if not ok:
+        fails += 1
+
+
+def run(cmd, **kw):
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if r.returncode != 0:
+        sys.exit(f"command failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr[-3000:]}")
+    return r
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--llama-bin", required=True)
+    ap.add_argument("--model", default="models/english-mix-7M")
+    ap.add_argument("--text", default="data/sample/english-mix-valid-sample.txt")
+    ap.add_argument("--dlq")
+    ap.add_argument("--bits", type=int, default=4)
+    ap.add_argument("--group", default="32")
+    ap.add_argument("--ctx", type=int, default=128)
+    ap.add_argument("--chunks", type=int, default=40)
+    ap.add_argument("--prompt", default="Once upon a time")
+    ap.add_argument("--n", type=int, default=40)
+    ap.add_argument("--dlqat", default="build/dlqat")
+    ap.add_argument("--keep")
+    a = ap.parse_args()
+    lb = lambda t: os.path.join(a.llama_bin, t)
+    for t in ("llama-perplexity", "llama-tokenize", "llama-completion"):
+        if not os.access(lb(t), os.X_OK):
+            sys.exit(f"{lb(t)}: not found (build llama.cpp's {t} target)")
+    work = a.keep or tempfile.mkdtemp(prefix="dlq-llamacpp-")
+    os.makedirs(work, exist_ok=True)
+    dlq = a.dlq
+    if not dlq:
+        dlq = os.path.join(work, "m.dlq")
+        run([a.dlqat, "quantize", "--model", a.model, "--method", "rtn", "--bits", str(a.bits), "--group", a.group,
+             "--out", dlq])
+    gguf, hf = os.path.join(work, "m.gguf"), os.path.join(work, "hf")
+    run([a.dlqat, "export", "--model", dlq, "--format", "gguf", "--no-ppl", "--out", gguf])
+    run([a.dlqat, "export", "--model", dlq, "--format", "hf", "--dtype", "f32", "--out", hf])
+
+    # 1. llama.cpp's ids of the text (BOS first, as llama-perplexity tokenizes it)
+    r = run([lb("llama-tokenize"), "-m", gguf, "-f", a.text, "--ids", "--log-disable"])
+    ids = [int(x) for x in re.findall(r"-?\d+", r.stdout.strip().splitlines()[-1])]
+    check(len(ids) >= 2 * a.ctx, f"llama-tokenize: {len(ids)} ids from {a.text}")
+    spm = os.path.join(a.model, "tokenizer.model")
+    if os.path.isfile(spm):
+        import sentencepiece as sp
+        s = sp.SentencePieceProcessor(model_file=spm)
+        ref = [s.bos_id()] + s.encode(open(a.text, encoding="utf-8").read())
+        same = next((i for i, (x, y) in enumerate(zip(ids, ref)) if x != y), min(len(ids), len(ref)))
+        check(ids == ref, f"llama.cpp ids == sentencepiece ids ({len(ids)} vs {len(ref)}; first difference at {same})")
+
+    # 2. perplexity, llama.cpp's protocol, both sides on llama.cpp's ids
+    r = run([lb("llama-perplexity"), "-m", gguf, "-f", a.text, "-c", str(a.ctx), "--chunks", str(a.chunks), "-t", "2"])
+    m = re.search(r"Final estimate: PPL = ([0-9.]+)", r.stdout + r.stderr)
+    if not m:
+        sys.exit("llama-perplexity printed no final estimate:\n" + (r.stdout + r.stderr)[-2000:])
+    ppl_cpp = float(m.group(1))
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(hf, torch_dtype=torch.float32).eval()
+    bos = model.config.bos_token_id
+    n_chunk = min(a.chunks, len(ids) // a.ctx)
+    first, nll, cnt = a.ctx // 2, 0.0, 0
+    with torch.no_grad():
+        for c in range(n_chunk):
+            t = list(ids[c * a.ctx:(c + 1) * a.ctx])
+            t[0] = bos
+            lp = torch.log_softmax(model(torch.tensor([t])).logits[0].double(), -1)
+            for j in range(first, a.ctx - 1):
+                nll -= lp[j, t[j + 1]].item() if j + 1 < a.ctx else 0
+                cnt += 1
+    ppl_ref = math.exp(nll / cnt)
+    rel = abs(ppl_cpp - ppl_ref) / ppl_ref
+    check(rel <= 0.01, f"llama-perplexity {ppl_cpp:.4f} vs transformers {ppl_ref:.4f} (same protocol, {n_chunk} chunks of "
+                       f"{a.ctx}): relative difference {100 * rel:.3f} %")
+
+    # 3. greedy continuation
+    r = run([lb("llama-completion"), "-m", gguf, "-p", a.prompt, "-n", str(a.n), "--temp", "0", "-t", "2", "-no-cnv",
+             "--no-display-prompt"])
+    cpp = r.stdout.strip()
+    ours = run([a.dlqat, "generate", "--model", gguf, "--prompt", a.prompt, "-n", str(a.n), "--temp", "0"]).stdout.strip()
+    if ours.startswith(a.prompt):
+        ours = ours[len(a.prompt):].strip()
+    from transformers import AutoTokenizer
+    tok = None
+    try:
+        tok = AutoTokenizer.from_pretrained(a.model)
+    except Exception:
+        pass
+    pre = lambda x, y: next((i for i, (p, q) in enumerate(zip(x, y)) if p != q), min(len(x), len(y)))
+    print(f"      llama.cpp : {cpp!r}")
+    print(f"      dlqat     : {ours!r}")
+    if tok is not None:
+        enc = tok(a.prompt, return_tensors="pt")
+        seq = enc["input_ids"][0].tolist()
+        with torch.no_grad():  # greedy by hand (model.generate needs torch.distributed, broken in Debian's torch 1.13)
+            for _ in range(a.n):
+                nxt = int(model(torch.tensor([seq])).logits[0, -1].argmax())
+                if nxt == model.config.eos_token_id:
+                    break
+                seq.append(nxt)
+        hft = tok.decode(seq[enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+        print(f"      transformers: {hft!r}")
+        # where llama.cpp's text leaves the fp32 greedy path: the fp32 logit margin between the two tokens there
+        alt = tok(a.prompt + (" " if not cpp[:1] in ",.;:!?" else "") + cpp)["input_ids"]
+        k = next((i for i, (x, y) in enumerate(zip(seq, alt)) if x != y), None)
+        if k is not None and k >= enc["input_ids"].shape[1]:
+            with torch.no_grad():
+                lg = model(torch.tensor([seq[:k]])).logits[0, -1]
+            print(f"      llama.cpp leaves the fp32 greedy path at token {k}: {tok.convert_ids_to_tokens(seq[k])!r} vs "
+                  f"{tok.convert_ids_to_tokens(alt[k])!r}, fp32 logit margin {float(lg[seq[k]] - lg[alt[k]]):.4f}")
+        print(f"      common prefix: llama.cpp/transformers {pre(cpp, hft)} chars, dlqat/transformers {pre(ours, hft)} chars"
+              f" (of {len(hft)})")
+    print(f"      common prefix llama.cpp/dlqat: {pre(cpp, ours)} chars (of {len(cpp)})")
+    print(f"{fails} check(s) failed" if fails else "every check passed")
+    return 1 if fails else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
