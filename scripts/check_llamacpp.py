@@ -6,10 +6,15 @@ against an independent reference: transformers on the same .dlq exported as a Hu
     .venv/bin/python scripts/check_llamacpp.py --llama-bin DIR [--model models/english-mix-7M]
         [--text data/sample/english-mix-valid-sample.txt] [--bits 4] [--group 32] [--ctx 128] [--chunks 40]
         [--dlq M.dlq] [--keep DIR]
+    .venv/bin/python scripts/check_llamacpp.py --llama-bin DIR --write-fixture tests/fixtures/llamacpp/ppl.json
 
 DIR holds llama.cpp's `llama-perplexity`, `llama-tokenize` and `llama-completion` (a CMake build of
 llama.cpp, e.g. the copy vendored in the llama-cpp-python sdist on PyPI; nothing is downloaded here).
 Without --dlq the model is quantized by `dlqat quantize --method rtn`.
+
+--write-fixture records llama-perplexity's number for RTN exports of the model at W4/W5/W8 g32 and
+W3/W2 g64 (Q4_1, Q5_1, Q8_0, Q3_K, Q2_K), which tests/test_llamacpp.c compares with
+`dlqat ppl --protocol llama.cpp` on the same GGUF files (no llama.cpp needed there).
 
 Checks (exit status 0 when every check passes):
   1. the GGUF loads in llama.cpp and `llama-tokenize` gives the text's ids; they equal the
@@ -51,6 +56,42 @@ def run(cmd, **kw):
     return r
 
 
+def llama_ppl(lb, gguf, text, ctx, chunks):
+    r = run([lb("llama-perplexity"), "-m", gguf, "-f", text, "-c", str(ctx), "--chunks", str(chunks), "-t", "2"])
+    m = re.search(r"Final estimate: PPL = ([0-9.]+)", r.stdout + r.stderr)
+    if not m:
+        sys.exit("llama-perplexity printed no final estimate:\n" + (r.stdout + r.stderr)[-2000:])
+    return float(m.group(1))
+
+
+def write_fixture(a, lb, work):
+    import json
+    rev = "unknown"
+    for up in (a.llama_bin, os.path.join(a.llama_bin, ".."), os.path.join(a.llama_bin, "..", "..")):
+        r = subprocess.run(["git", "-C", up, "rev-parse", "HEAD"], capture_output=True, text=True)
+        if r.returncode == 0:
+            rev = r.stdout.strip()
+            break
+    cases = []
+    for bits, group in ((4, 32), (5, 32), (8, 32), (3, 64), (2, 64)):
+        dlq, gguf = os.path.join(work, f"w{bits}g{group}.dlq"), os.path.join(work, f"w{bits}g{group}.gguf")
+        run([a.dlqat, "quantize", "--model", a.model, "--method", "rtn", "--bits", str(bits), "--group", str(group),
+             "--out", dlq])
+        run([a.dlqat, "export", "--model", dlq, "--format", "gguf", "--no-ppl", "--out", gguf])
+        p = llama_ppl(lb, gguf, a.text, a.ctx, a.chunks)
+        print(f"W{bits} g{group}: llama-perplexity {p:.4f}")
+        cases.append({"bits": bits, "group": group, "ppl_llamacpp": p})
+    out = {"what": "llama-perplexity -c CTX --chunks CHUNKS -t 2 on GGUF files written by `dlqat quantize --method rtn` + "
+                   "`dlqat export --format gguf` (scripts/check_llamacpp.py --write-fixture)",
+           "llama_cpp_commit": rev, "model": a.model, "text": a.text, "ctx": a.ctx, "chunks": a.chunks, "cases": cases}
+    os.makedirs(os.path.dirname(a.write_fixture) or ".", exist_ok=True)
+    with open(a.write_fixture, "w") as f:
+        json.dump(out, f, indent=1)
+        f.write("\n")
+    print("wrote", a.write_fixture)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--llama-bin", required=True)
@@ -65,6 +106,7 @@ def main():
     ap.add_argument("--n", type=int, default=40)
     ap.add_argument("--dlqat", default="build/dlqat")
     ap.add_argument("--keep")
+    ap.add_argument("--write-fixture")
     a = ap.parse_args()
     lb = lambda t: os.path.join(a.llama_bin, t)
     for t in ("llama-perplexity", "llama-tokenize", "llama-completion"):
@@ -72,6 +114,8 @@ def main():
             sys.exit(f"{lb(t)}: not found (build llama.cpp's {t} target)")
     work = a.keep or tempfile.mkdtemp(prefix="dlq-llamacpp-")
     os.makedirs(work, exist_ok=True)
+    if a.write_fixture:
+        return write_fixture(a, lb, work)
     dlq = a.dlq
     if not dlq:
         dlq = os.path.join(work, "m.dlq")
@@ -94,11 +138,7 @@ def main():
         check(ids == ref, f"llama.cpp ids == sentencepiece ids ({len(ids)} vs {len(ref)}; first difference at {same})")
 
     # 2. perplexity, llama.cpp's protocol, both sides on llama.cpp's ids
-    r = run([lb("llama-perplexity"), "-m", gguf, "-f", a.text, "-c", str(a.ctx), "--chunks", str(a.chunks), "-t", "2"])
-    m = re.search(r"Final estimate: PPL = ([0-9.]+)", r.stdout + r.stderr)
-    if not m:
-        sys.exit("llama-perplexity printed no final estimate:\n" + (r.stdout + r.stderr)[-2000:])
-    ppl_cpp = float(m.group(1))
+    ppl_cpp = llama_ppl(lb, gguf, a.text, a.ctx, a.chunks)
     from transformers import AutoModelForCausalLM
     model = AutoModelForCausalLM.from_pretrained(hf, torch_dtype=torch.float32).eval()
     bos = model.config.bos_token_id

@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "model/forward.h"
@@ -46,6 +47,56 @@ int dlq_ppl_eval(const dlq_model *m, const int32_t *tokens, int64_t n, int ctx, 
     res->ppl = exp(res->nll);
     res->tokens = nw * ctx;
     res->windows = nw;
+    res->ctx = ctx;
+    res->seconds = now_s() - t0;
+    return DLQ_OK;
+}
+
+int dlq_ppl_eval_llamacpp(const dlq_model *m, const int32_t *tokens, int64_t n, int ctx, int batch, int64_t max_chunks,
+                          int32_t bos, dlq_progress_fn progress, void *user, dlq_ppl_result *res, dlq_err *err) {
+    if (ctx < 4) return dlq_errf(err, DLQ_EINVAL, "ppl: context %d is too short for llama.cpp's protocol (need >= 4)", ctx);
+    if (n < 2 * (int64_t)ctx)
+        return dlq_errf(err, DLQ_EINVAL, "ppl: llama.cpp's protocol needs at least %lld tokens for a context of %d; the text has %lld",
+                        2 * (long long)ctx, ctx, (long long)n);
+    if (batch < 1) batch = 1;
+    int64_t nc = n / ctx;
+    if (max_chunks > 0 && nc > max_chunks) nc = max_chunks;
+    if (batch > nc) batch = (int)nc;
+    const int first = ctx / 2, scored = ctx - 1 - first;
+    dlq_state *s;
+    int rc = dlq_state_create(&s, m, batch, ctx, ctx, err);
+    if (rc) return rc;
+    int V = m->cfg.vocab_size;
+    float *logits = malloc((size_t)batch * ctx * V * sizeof(float));
+    int32_t *buf = malloc((size_t)batch * ctx * sizeof *buf);
+    if (!logits || !buf) {
+        free(logits);
+        free(buf);
+        dlq_state_destroy(s);
+        return dlq_errf(err, DLQ_ENOMEM, "ppl: out of memory for logits");
+    }
+    double t0 = now_s(), total = 0;
+    for (int64_t c = 0; c < nc; c += batch) {
+        int b = (int)(nc - c < batch ? nc - c : batch);
+        memcpy(buf, tokens + c * ctx, (size_t)b * ctx * sizeof *buf);
+        if (bos >= 0)
+            for (int i = 0; i < b; i++) buf[(size_t)i * ctx] = bos;
+        if ((rc = dlq_forward(m, s, buf, b, ctx, 0, logits, 0, err))) break;
+        double part[b];
+        #pragma omp parallel for schedule(static)
+        for (int i = 0; i < b; i++) /* mean over positions first .. ctx-2, back to a sum */
+            part[i] = scored * dlq_nll_mean(logits + ((size_t)i * ctx + first) * V, buf + (size_t)i * ctx + first, ctx - first, V);
+        for (int i = 0; i < b; i++) total += part[i]; /* fixed order: reproducible */
+        if (progress) progress(c + b, nc, now_s() - t0, user);
+    }
+    free(logits);
+    free(buf);
+    dlq_state_destroy(s);
+    if (rc) return rc;
+    res->tokens = nc * scored;
+    res->nll = total / (double)res->tokens;
+    res->ppl = exp(res->nll);
+    res->windows = nc;
     res->ctx = ctx;
     res->seconds = now_s() - t0;
     return DLQ_OK;

@@ -31,6 +31,16 @@ int dlq_ppl_eval(const dlq_model *m, const int32_t *tokens, int64_t n, int ctx, 
 int dlq_ppl_eval_tokens(const dlq_model *m, const char *path, int batch, int64_t max_rows, dlq_progress_fn progress,
                         void *user, dlq_ppl_result *res, dlq_err *err);
 
+/* Perplexity by llama.cpp's protocol (tools/perplexity, `llama-perplexity -c ctx`):
+ * chunks of ctx tokens from the start of the stream (at most max_chunks when
+ * > 0; the stream must hold two chunks, as llama.cpp demands), the first
+ * token of each chunk replaced by bos when bos >= 0 (llama.cpp does so when
+ * the vocabulary adds a BOS), and only the second half scored: positions
+ * ctx/2 .. ctx-2 predicting the next token. ppl = exp(mean NLL over every
+ * scored token); res->tokens counts the scored tokens, res->windows the chunks. */
+int dlq_ppl_eval_llamacpp(const dlq_model *m, const int32_t *tokens, int64_t n, int ctx, int batch, int64_t max_chunks,
+                          int32_t bos, dlq_progress_fn progress, void *user, dlq_ppl_result *res, dlq_err *err);
+
 struct dlq_dataset;
 /* Mean NLL over the target tokens (targets >= 0) of a dataset's validation
  * rows (masked: Alpaca prompts / padding do not count), with the inference

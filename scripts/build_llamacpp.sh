@@ -1,0 +1,21 @@
+#!/bin/sh
+# Builds llama.cpp's llama-perplexity, llama-tokenize and llama-completion for the cross-check
+# scripts/check_llamacpp.py, from the llama.cpp copy vendored in the llama-cpp-python source
+# distribution on PyPI (the only registry these machines reach; MIT licence). Not needed by the
+# build or the tests: tests/test_llamacpp.c compares against numbers recorded from these tools.
+#   sh scripts/build_llamacpp.sh [DIR]        (DIR: /tmp/llamacpp; needs cmake, g++; ~15 min on 2 cores)
+# Prints the folder to pass as --llama-bin. Version: LLAMA_CPP_PYTHON (default 0.3.36, llama.cpp 0c1e570).
+set -eu
+DIR=${1:-/tmp/llamacpp}
+VER=${LLAMA_CPP_PYTHON:-0.3.36}
+PY=${PYTHON:-$(dirname "$0")/../.venv/bin/python}
+[ -x "$PY" ] || PY=python3
+mkdir -p "$DIR"
+[ -f "$DIR/llama_cpp_python-$VER.tar.gz" ] ||
+    "$PY" -m pip download --no-deps --no-binary llama-cpp-python "llama-cpp-python==$VER" -d "$DIR"
+[ -d "$DIR/llama_cpp_python-$VER" ] || tar xzf "$DIR/llama_cpp_python-$VER.tar.gz" -C "$DIR"
+SRC="$DIR/llama_cpp_python-$VER/vendor/llama.cpp"
+cmake -S "$SRC" -B "$SRC/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
+    -DLLAMA_BUILD_SERVER=OFF -DGGML_OPENMP=OFF > "$DIR/cmake.log"
+cmake --build "$SRC/build" -j "$(nproc)" --target llama-perplexity llama-tokenize llama-completion > "$DIR/build.log"
+echo "$SRC/build/bin"
