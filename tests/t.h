@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 static int t_pass, t_fail, t_skip;
 
 #define CHECK(cond, ...)                                                    \
@@ -71,6 +73,17 @@ static inline int t_run(const char *cmd, char *out, size_t cap) {
     out[n] = 0;
     int st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* A number (true / false count as 1 / 0) from the top-level object of a JSON
+ * file, NAN when the file, the key or a number is missing. For the CLI tests. */
+static inline double t_json_num(const char *path, const char *key) {
+    json_error_t je;
+    json_t *j = json_load_file(path, 0, &je);
+    json_t *v = j ? json_object_get(j, key) : NULL;
+    double r = json_is_number(v) ? json_number_value(v) : json_is_true(v) ? 1 : json_is_false(v) ? 0 : NAN;
+    json_decref(j);
+    return r;
 }
 
 #endif

@@ -16,15 +16,6 @@
 #define DIR "build/tests/cli_datafree"
 
 /* a number from a run JSON (NAN when absent) */
-static double json_num(const char *path, const char *key) {
-    json_error_t je;
-    json_t *j = json_load_file(path, 0, &je);
-    double v = j ? json_number_value(json_object_get(j, key)) : NAN;
-    if (j && !json_is_number(json_object_get(j, key))) v = NAN;
-    json_decref(j);
-    return v;
-}
-
 int main(void) {
     static char o[1 << 16];
     if (system("mkdir -p " DIR) != 0) { CHECK(0, "mkdir"); return T_DONE(); }
@@ -105,11 +96,11 @@ int main(void) {
     CHECK(rc == 0 && strstr(o, "phase 2 (m, A, B):"), "phase 2 without s, b (rc %d): %s", rc, o);
     rc = t_run(P2SB " --phase2-sb --out " DIR "/sb.dlq --json " DIR "/sb.json", o, sizeof o);
     CHECK(rc == 0 && strstr(o, "phase 2 (m, A, B + s, b):"), "--phase2-sb (rc %d): %s", rc, o);
-    double p_rtn = json_num(DIR "/rtn.json", "ppl_after"), p_nosb = json_num(DIR "/nosb.json", "ppl_after");
-    double p_sb = json_num(DIR "/sb.json", "ppl_after");
+    double p_rtn = t_json_num(DIR "/rtn.json", "ppl_after"), p_nosb = t_json_num(DIR "/nosb.json", "ppl_after");
+    double p_sb = t_json_num(DIR "/sb.json", "ppl_after");
     CHECK(p_rtn > 1 && p_nosb == p_rtn, "frozen s, b: the RTN model unchanged (ppl %.6f vs RTN %.6f)", p_nosb, p_rtn);
     CHECK(p_sb > 1 && fabs(p_sb - p_rtn) > 1e-6 * p_rtn, "--phase2-sb trains s, b (ppl %.6f vs RTN %.6f)", p_sb, p_rtn);
-    double n2 = json_num(DIR "/sb.json", "trainable_params_phase2"), n2f = json_num(DIR "/nosb.json", "trainable_params_phase2");
+    double n2 = t_json_num(DIR "/sb.json", "trainable_params_phase2"), n2f = t_json_num(DIR "/nosb.json", "trainable_params_phase2");
     CHECK(n2 == 3 * n2f, "phase 2 counts m, s and b with the flag (%.0f), m alone without (%.0f)", n2, n2f);
     rc = t_run("build/dlqat quantize --model " M " --method qalora --bits 3 --data " DIR "/train.tok --phase2-sb --out " DIR
                "/x.dlq", o, sizeof o);
@@ -117,7 +108,7 @@ int main(void) {
     /* --dampen: recorded in the JSON; refused where there is no trained W' */
     rc = t_run("build/dlqat quantize --model " M " --bits 3 --group 32 --data " DIR "/train.tok --loss kl --phase1-steps 1 --steps 2"
                " --batch 2 --dampen 0.5 --out " DIR "/damp.dlq --json " DIR "/damp.json", o, sizeof o);
-    CHECK(rc == 0 && json_num(DIR "/damp.json", "dampen") == 0.5, "--dampen runs and is recorded (rc %d): %s", rc, o);
+    CHECK(rc == 0 && t_json_num(DIR "/damp.json", "dampen") == 0.5, "--dampen runs and is recorded (rc %d): %s", rc, o);
     /* wired into the training: the same seeded run with and without it ends elsewhere */
 #define DAMP "build/dlqat quantize --model " M " --bits 3 --group 32 --data " DIR "/train.tok --eval-tokens " DIR \
              "/eval.tok --loss kl --phase1-steps 0 --steps 3 --batch 2 --lr 1e-2"
@@ -125,7 +116,7 @@ int main(void) {
     CHECK(rc == 0, "no dampening (rc %d): %s", rc, o);
     rc = t_run(DAMP " --dampen 1000 --out " DIR "/d1.dlq --json " DIR "/d1.json", o, sizeof o);
     CHECK(rc == 0, "dampening (rc %d): %s", rc, o);
-    double d0 = json_num(DIR "/d0.json", "ppl_after"), d1 = json_num(DIR "/d1.json", "ppl_after");
+    double d0 = t_json_num(DIR "/d0.json", "ppl_after"), d1 = t_json_num(DIR "/d1.json", "ppl_after");
     CHECK(d0 > 1 && d1 > 1 && d0 != d1, "--dampen changes the trained model (ppl %.6f vs %.6f)", d1, d0);
     rc = t_run("build/dlqat quantize --model " M " --method qalora --bits 3 --data " DIR "/train.tok --dampen 1 --out " DIR
                "/x.dlq", o, sizeof o);

@@ -20,15 +20,6 @@
 #define DIR "build/tests/llamacpp"
 #define FIX "tests/fixtures/llamacpp/ppl.json"
 
-static double json_num(const char *path, const char *key) {
-    json_error_t je;
-    json_t *j = json_load_file(path, 0, &je);
-    json_t *v = j ? json_object_get(j, key) : NULL;
-    double r = v && json_is_number(v) ? json_number_value(v) : NAN;
-    json_decref(j);
-    return r;
-}
-
 int main(void) {
     static char o[1 << 16];
     char cmd[1800];
@@ -57,7 +48,7 @@ int main(void) {
         int rc = t_run(cmd, o, sizeof o);
         char jp[256];
         snprintf(jp, sizeof jp, DIR "/w%d.json", bits);
-        double got = json_num(jp, "ppl"), rel = fabs(got - want) / want;
+        double got = t_json_num(jp, "ppl"), rel = fabs(got - want) / want;
         CHECK(rc == 0 && rel <= 1e-3, "W%d g%d GGUF: dlqat ppl --protocol llama.cpp %.4f vs llama-perplexity %.4f (%.4f %%; rc %d) %s",
               bits, group, got, want, 100 * rel, rc, rc ? o : "");
         /* the protocol matters: the GPTQ protocol on the same file gives another number */
@@ -65,7 +56,7 @@ int main(void) {
             snprintf(cmd, sizeof cmd, "build/dlqat ppl --model " DIR "/w4.gguf --text %s --ctx %d --max-windows %d --json " DIR "/g.json",
                      text, ctx, chunks);
             rc = t_run(cmd, o, sizeof o);
-            double g = json_num(DIR "/g.json", "ppl");
+            double g = t_json_num(DIR "/g.json", "ppl");
             CHECK(rc == 0 && fabs(g - want) / want > 0.02, "GPTQ protocol %.4f differs from llama.cpp's %.4f", g, want);
         }
     }

@@ -290,15 +290,6 @@ static void test_model(const char *path, const char *what) {
 #define M "models/stories260K/stories260K.bin"
 #define DIR "build/tests/rotate"
 
-static double json_num(const char *path, const char *key) {
-    json_error_t je;
-    json_t *j = json_load_file(path, 0, &je);
-    json_t *v = j ? json_object_get(j, key) : NULL;
-    double r = v && json_is_number(v) ? json_number_value(v) : json_is_true(v) ? 1 : json_is_false(v) ? 0 : NAN;
-    json_decref(j);
-    return r;
-}
-
 static void test_cli(void) {
     static char o[1 << 16];
     if (system("mkdir -p " DIR) != 0) { CHECK(0, "mkdir"); return; }
@@ -310,14 +301,14 @@ static void test_cli(void) {
     rc = t_run("build/dlqat quantize --model " M " --method rtn --bits 4 --group 32 --eval-tokens " DIR "/eval.tok --out " DIR
                "/n.dlq --json " DIR "/n.json", o, sizeof o);
     CHECK(rc == 0, "quantize (rc %d): %s", rc, o);
-    double fp_r = json_num(DIR "/r.json", "ppl_fp"), fp_n = json_num(DIR "/n.json", "ppl_fp");
-    double q_r = json_num(DIR "/r.json", "ppl_after"), q_n = json_num(DIR "/n.json", "ppl_after");
-    CHECK(json_num(DIR "/r.json", "rotate") == 1 && json_num(DIR "/n.json", "rotate") == 0, "JSON records --rotate");
+    double fp_r = t_json_num(DIR "/r.json", "ppl_fp"), fp_n = t_json_num(DIR "/n.json", "ppl_fp");
+    double q_r = t_json_num(DIR "/r.json", "ppl_after"), q_n = t_json_num(DIR "/n.json", "ppl_after");
+    CHECK(t_json_num(DIR "/r.json", "rotate") == 1 && t_json_num(DIR "/n.json", "rotate") == 0, "JSON records --rotate");
     CHECK(fabs(fp_r - fp_n) <= 1e-4 * fp_n, "full-precision ppl with and without --rotate: %g vs %g", fp_r, fp_n);
     /* stories260K's W4 g32 RTN: 139 -> 110 on 256 rows; on these 8 rows it must still be lower */
     CHECK(q_r < q_n, "rotated RTN ppl %g is not below plain RTN %g", q_r, q_n);
     rc = t_run("DLQ_QACT=f32 build/dlqat ppl --model " DIR "/r.dlq --tokens " DIR "/eval.tok --json " DIR "/rp.json", o, sizeof o);
-    double got = json_num(DIR "/rp.json", "ppl");
+    double got = t_json_num(DIR "/rp.json", "ppl");
     CHECK(rc == 0 && fabs(got - q_r) <= 1e-4 * q_r, "ppl of the rotated .dlq %g vs the run's %g (rc %d): %s", got, q_r, rc, o);
     dlq_model *m = NULL;
     dlq_err err = {0};
@@ -337,25 +328,25 @@ static void test_cli(void) {
     rc = t_run("build/dlqat quantize --model " M " --method rtn --bits 4 --group 32 --rotate-steps 30 --loss kl --batch 4 "
                "--data " DIR "/train.tok --eval-tokens " DIR "/eval.tok --out " DIR "/l.dlq --json " DIR "/l.json", o, sizeof o);
     CHECK(rc == 0 && strstr(o, "[quantize] learned rotation: 30 steps"), "quantize --rotate-steps (rc %d): %s", rc, o);
-    double fp_l = json_num(DIR "/l.json", "ppl_fp"), q_l = json_num(DIR "/l.json", "ppl_after");
+    double fp_l = t_json_num(DIR "/l.json", "ppl_fp"), q_l = t_json_num(DIR "/l.json", "ppl_after");
     CHECK(fabs(fp_l - fp_n) <= 1e-4 * fp_n, "full-precision ppl after the learned rotation: %g vs %g", fp_l, fp_n);
     CHECK(q_l < q_r, "RTN ppl after the learned rotation %g is not below the Hadamard basis' %g", q_l, q_r);
-    CHECK(json_num(DIR "/l.json", "rotate_steps") == 30 && json_num(DIR "/l.json", "rotate_loss_last") > 0,
+    CHECK(t_json_num(DIR "/l.json", "rotate_steps") == 30 && t_json_num(DIR "/l.json", "rotate_loss_last") > 0,
           "JSON records the rotation learning");
     /* --rotate-heads: the per-head v/o rotations are learned too; same function */
     rc = t_run("build/dlqat quantize --model " M " --method rtn --bits 4 --group 32 --rotate-steps 30 --rotate-heads --loss kl "
                "--batch 4 --data " DIR "/train.tok --eval-tokens " DIR "/eval.tok --out " DIR "/h.dlq --json " DIR "/h.json",
                o, sizeof o);
     CHECK(rc == 0 && strstr(o, "[quantize] learned rotation: 30 steps"), "quantize --rotate-heads (rc %d): %s", rc, o);
-    double fp_h = json_num(DIR "/h.json", "ppl_fp"), q_h = json_num(DIR "/h.json", "ppl_after");
+    double fp_h = t_json_num(DIR "/h.json", "ppl_fp"), q_h = t_json_num(DIR "/h.json", "ppl_after");
     CHECK(fabs(fp_h - fp_n) <= 1e-4 * fp_n, "full-precision ppl after the learned head rotations: %g vs %g", fp_h, fp_n);
     /* same rows in the same order as the R-only run: the last step's training loss is lower with the heads learned
        (1.555 vs 1.671 here); on the 8 evaluation rows 30 steps on 24 rows are too few to rank the two (83.0 vs 80.0) */
-    CHECK(json_num(DIR "/h.json", "rotate_loss_last") < json_num(DIR "/l.json", "rotate_loss_last"),
-          "training loss with --rotate-heads %g is not below R alone %g", json_num(DIR "/h.json", "rotate_loss_last"),
-          json_num(DIR "/l.json", "rotate_loss_last"));
+    CHECK(t_json_num(DIR "/h.json", "rotate_loss_last") < t_json_num(DIR "/l.json", "rotate_loss_last"),
+          "training loss with --rotate-heads %g is not below R alone %g", t_json_num(DIR "/h.json", "rotate_loss_last"),
+          t_json_num(DIR "/l.json", "rotate_loss_last"));
     CHECK(q_h < q_n, "RTN ppl after --rotate-heads %g is not below plain RTN %g", q_h, q_n);
-    CHECK(json_num(DIR "/h.json", "rotate_heads") == 1, "JSON records --rotate-heads");
+    CHECK(t_json_num(DIR "/h.json", "rotate_heads") == 1, "JSON records --rotate-heads");
     rc = t_run("build/dlqat quantize --model " M " --method rtn --bits 4 --rotate-heads --out " DIR "/x.dlq", o, sizeof o);
     CHECK(rc == 2 && strstr(o, "give --rotate-steps"), "--rotate-heads without --rotate-steps (rc %d): %s", rc, o);
     rc = t_run("build/dlqat quantize --model " M " --method rtn --bits 4 --rotate-steps 5 --out " DIR "/x.dlq", o, sizeof o);
