@@ -1,5 +1,6 @@
 #!/bin/sh
-# Builds llama.cpp's llama-perplexity, llama-tokenize and llama-completion for the cross-check
+# Builds llama.cpp's llama-perplexity, llama-tokenize and llama-completion, and our small
+# llamacpp-tokens-ppl (scripts/llamacpp_tokens_ppl.cpp: token-file perplexity through libllama), for the cross-check
 # scripts/check_llamacpp.py, from the llama.cpp copy vendored in the llama-cpp-python source
 # distribution on PyPI (the only registry these machines reach; MIT licence). Not needed by the
 # build or the tests: tests/test_llamacpp.c compares against numbers recorded from these tools.
@@ -18,4 +19,6 @@ SRC="$DIR/llama_cpp_python-$VER/vendor/llama.cpp"
 cmake -S "$SRC" -B "$SRC/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
     -DLLAMA_BUILD_SERVER=OFF -DGGML_OPENMP=OFF > "$DIR/cmake.log"
 cmake --build "$SRC/build" -j "$(nproc)" --target llama-perplexity llama-tokenize llama-completion > "$DIR/build.log"
+${CXX:-g++} -O2 -std=c++17 -I"$SRC/include" -I"$SRC/ggml/include" "$(dirname "$0")/llamacpp_tokens_ppl.cpp" \
+    -L"$SRC/build/bin" -lllama -lggml -lggml-base -Wl,-rpath,"$SRC/build/bin" -o "$SRC/build/bin/llamacpp-tokens-ppl"
 echo "$SRC/build/bin"

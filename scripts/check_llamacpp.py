@@ -7,6 +7,8 @@ against an independent reference: transformers on the same .dlq exported as a Hu
         [--text data/sample/english-mix-valid-sample.txt] [--bits 4] [--group 32] [--ctx 128] [--chunks 40]
         [--dlq M.dlq] [--keep DIR]
     .venv/bin/python scripts/check_llamacpp.py --llama-bin DIR --write-fixture tests/fixtures/llamacpp/ppl.json
+    .venv/bin/python scripts/check_llamacpp.py --llama-bin DIR --model models/stories260K/stories260K.bin \
+        --tokens ROWS.tok [--max-rows N] [--dlq M.dlq] [--write-fixture tests/fixtures/llamacpp/tokens.json]
 
 DIR holds llama.cpp's `llama-perplexity`, `llama-tokenize` and `llama-completion` (a CMake build of
 llama.cpp, e.g. the copy vendored in the llama-cpp-python sdist on PyPI; nothing is downloaded here).
@@ -15,6 +17,14 @@ Without --dlq the model is quantized by `dlqat quantize --method rtn`.
 --write-fixture records llama-perplexity's number for RTN exports of the model at W4/W5/W8 g32 and
 W3/W2 g64 (Q4_1, Q5_1, Q8_0, Q3_K, Q2_K), which tests/test_llamacpp.c compares with
 `dlqat ppl --protocol llama.cpp` on the same GGUF files (no llama.cpp needed there).
+
+With --tokens (models without a tokenizer, e.g. stories260K, whose GGUF says tokenizer.ggml.model =
+none): the perplexity over the rows of a dlqat token file through libllama
+(`llamacpp-tokens-ppl`, scripts/llamacpp_tokens_ppl.cpp, built by build_llamacpp.sh) against
+`dlqat ppl --tokens` on the same GGUF (within 1 %: llama.cpp's 8-bit activations, on a model that
+8-bit noise moves by tenths of a percent) and transformers on the HF export (fp32 weights of the
+.dlq) against `dlqat ppl` on the .dlq (within 1e-4). stories260K's MLP rows of 172 are written as F16 (no ggml block type fits them), so this also
+runs the ragged export in llama.cpp. --write-fixture records llama.cpp's number for the RTN W4 g32 file.
 
 Checks (exit status 0 when every check passes):
   1. the GGUF loads in llama.cpp and `llama-tokenize` gives the text's ids; they equal the
@@ -92,6 +102,61 @@ def write_fixture(a, lb, work):
     return 0
 
 
+def check_tokens(a, lb, work):
+    import json
+    dlq = a.dlq
+    if not dlq:
+        dlq = os.path.join(work, "t.dlq")
+        run([a.dlqat, "quantize", "--model", a.model, "--method", "rtn", "--bits", str(a.bits), "--group", a.group,
+             "--out", dlq])
+    gguf, hf = os.path.join(work, "t.gguf"), os.path.join(work, "t-hf")
+    run([a.dlqat, "export", "--model", dlq, "--format", "gguf", "--no-ppl", "--out", gguf])
+    r = run([lb("llamacpp-tokens-ppl"), gguf, a.tokens] + ([str(a.max_rows)] if a.max_rows else []))
+    cpp = json.loads(r.stdout.strip().splitlines()[-1])
+    jp = os.path.join(work, "t-ppl.json")
+    run([a.dlqat, "ppl", "--model", gguf, "--tokens", a.tokens, "--batch", "8", "--json", jp]
+        + (["--max-windows", str(a.max_rows)] if a.max_rows else []))
+    ours = json.load(open(jp))
+    check(cpp["rows"] == ours["windows"], f"rows: llama.cpp {cpp['rows']}, dlqat {ours['windows']}")
+    rel = abs(cpp["ppl"] - ours["ppl"]) / ours["ppl"]
+    check(rel <= 0.01, f"llama.cpp {cpp['ppl']:.4f} vs dlqat {ours['ppl']:.4f} on the GGUF ({cpp['rows']} rows of {cpp['T']}): "
+                       f"relative difference {100 * rel:.3f} %")
+    if a.write_fixture:
+        out = {"what": "libllama perplexity (scripts/llamacpp_tokens_ppl.cpp) over the rows of TOKENS for the GGUF written by "
+                       "`dlqat quantize --method rtn --bits BITS --group GROUP` + `dlqat export --format gguf` "
+                       "(scripts/check_llamacpp.py --tokens --write-fixture)",
+               "model": a.model, "tokens": a.tokens, "bits": a.bits, "group": int(a.group), "rows": cpp["rows"],
+               "ppl_llamacpp": cpp["ppl"], "ppl_dlqat_when_recorded": ours["ppl"]}
+        with open(a.write_fixture, "w") as f:
+            json.dump(out, f, indent=1)
+            f.write("\n")
+        print("wrote", a.write_fixture)
+    run([a.dlqat, "export", "--model", dlq, "--format", "hf", "--dtype", "f32", "--out", hf])
+    from transformers import AutoModelForCausalLM
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from torch_llama2c import load_token_file
+    model = AutoModelForCausalLM.from_pretrained(hf, torch_dtype=torch.float32).eval()
+    toks = load_token_file(a.tokens)
+    if a.max_rows:
+        toks = toks[:a.max_rows]
+    tot = 0.0
+    with torch.no_grad():
+        for i in range(0, toks.shape[0], 16):
+            t = toks[i:i + 16].long()
+            lp = torch.log_softmax(model(t[:, :-1]).logits.double(), -1)
+            tot += (-lp.gather(-1, t[:, 1:, None])[..., 0]).mean(1).sum().item()
+    ref = math.exp(tot / toks.shape[0])
+    jd = os.path.join(work, "t-ppl-dlq.json")
+    run([a.dlqat, "ppl", "--model", dlq, "--tokens", a.tokens, "--batch", "8", "--json", jd]
+        + (["--max-windows", str(a.max_rows)] if a.max_rows else []))
+    od = json.load(open(jd))["ppl"]
+    rel = abs(ref - od) / ref
+    check(rel <= 1e-4, f"transformers on the HF export {ref:.4f} vs dlqat on the .dlq {od:.4f}: relative difference {rel:.2e} "
+                       f"(the GGUF's fp16 scales move dlqat's number by {100 * abs(ours['ppl'] - od) / od:.3f} %)")
+    print(f"{fails} check(s) failed" if fails else "every check passed")
+    return 1 if fails else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--llama-bin", required=True)
@@ -107,13 +172,17 @@ def main():
     ap.add_argument("--dlqat", default="build/dlqat")
     ap.add_argument("--keep")
     ap.add_argument("--write-fixture")
+    ap.add_argument("--tokens")
+    ap.add_argument("--max-rows", type=int, default=0)
     a = ap.parse_args()
     lb = lambda t: os.path.join(a.llama_bin, t)
-    for t in ("llama-perplexity", "llama-tokenize", "llama-completion"):
+    for t in (("llamacpp-tokens-ppl",) if a.tokens else ("llama-perplexity", "llama-tokenize", "llama-completion")):
         if not os.access(lb(t), os.X_OK):
             sys.exit(f"{lb(t)}: not found (build llama.cpp's {t} target)")
     work = a.keep or tempfile.mkdtemp(prefix="dlq-llamacpp-")
     os.makedirs(work, exist_ok=True)
+    if a.tokens:
+        return check_tokens(a, lb, work)
     if a.write_fixture:
         return write_fixture(a, lb, work)
     dlq = a.dlq

@@ -485,6 +485,9 @@ static void test_tokens(const dlq_tokenizer *tok, const char *dir) {
     int32_t ids[16 * 11];
     for (int i = 0; i < N * T; i++) ids[i] = (int32_t)((i * 7919u) % V);
     CHECK(dlq_tokens_write(path, ids, N, T, V, &err) == 0, "%s", err.msg);
+    struct stat stt;
+    CHECK(stat(path, &stt) == 0 && (stt.st_mode & 0777) == 0644, "token file mode %o, want 644 (not mkstemp's 600)",
+          (unsigned)(stt.st_mode & 0777));
     struct stat st;
     CHECK(stat(path, &st) == 0 && st.st_size == 24 + N * T * 4, "file size %lld", (long long)st.st_size);
     const char *fmt = dlq_data_detect(path, &err);

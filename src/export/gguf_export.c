@@ -250,7 +250,10 @@ static int put_bpe(gx *x, dlq_err *err) {
 
 static int put_tokenizer(gx *x, dlq_err *err) {
     const dlq_tokenizer *t = x->m->tok;
-    if (!t) return dlq_export_warn(x->r, err, "the model has no tokenizer: the GGUF has no tokenizer.ggml.* (llama.cpp needs one)");
+    if (!t) { /* llama.cpp's "no vocabulary" type: it loads the model and takes token ids (llama.vocab_size dummy tokens) */
+        int rc = dlq_export_warn(x->r, err, "the model has no tokenizer: tokenizer.ggml.model = none (llama.cpp runs it on token ids)");
+        return rc ? rc : dlq_gguf_add_str(x->w, "tokenizer.ggml.model", "none", err);
+    }
     int V = x->m->cfg.vocab_size, nt = dlq_tok_vocab_size(t);
     int spm = dlq_tok_kind_of(t) == DLQ_TOK_SPM;
     if (nt > V)

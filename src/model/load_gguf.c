@@ -155,6 +155,14 @@ int dlq_load_gguf_model(dlq_model *m, const char *path, const dlq_load_opts *opt
         rc = dlq_tok_load_file(&m->tok, tp, c->vocab_size, err);
         if (!rc) dlq_model_note_tokenizer(m, tp);
     }
-    else if (dlq_gguf_find(g, "tokenizer.ggml.model")) rc = dlq_tok_load_gguf(&m->tok, g, err);
+    else if (dlq_gguf_find(g, "tokenizer.ggml.model")) {
+        dlq_gguf_str tm = {0};
+        dlq_err ign = {0};
+        /* llama.cpp's "none" / "no_vocab": a model without a tokenizer (token ids only) */
+        if (dlq_gguf_get_str(g, "tokenizer.ggml.model", &tm, &ign) == 0 &&
+            ((tm.len == 4 && !memcmp(tm.ptr, "none", 4)) || (tm.len == 8 && !memcmp(tm.ptr, "no_vocab", 8))))
+            return rc;
+        rc = dlq_tok_load_gguf(&m->tok, g, err);
+    }
     return rc;
 }

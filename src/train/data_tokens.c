@@ -167,7 +167,8 @@ int dlq_tokens_write(const char *path, const int32_t *ids, uint64_t n_rows, uint
     wr32(hdr + 12, (uint32_t)(n_rows >> 32));
     wr32(hdr + 16, T);
     wr32(hdr + 20, vocab);
-    FILE *f = fdopen(fd, "wb");
+    /* mkstemp creates 0600: a data file is as readable as any other output (the safetensors / GGUF writers do the same) */
+    FILE *f = fchmod(fd, 0644) == 0 ? fdopen(fd, "wb") : NULL;
     int bad = !f;
     if (f) {
         bad |= fwrite(hdr, 1, sizeof hdr, f) != sizeof hdr;
