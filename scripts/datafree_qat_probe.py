@@ -11,6 +11,8 @@ rotated basis, to test what could still move the W4 g32 result beyond what `dlqa
        JLR=x   keep learning an extra residual rotation jointly with the QAT (Adam lr x)
        BIAS=1  trainable biases on all seven projections (llama.cpp and HF LlamaConfig
                attention_bias / mlp_bias can hold them)
+       CSCALE=1 trainable per-input-channel scales of down_proj and o_proj (foldable exactly into
+               the rows of up_proj / v_proj and their group scales, like the norms for the others)
 Prints the FP, RTN and final mean NLL on the first 128 evaluation rows and the share of the
 RTN-to-FP gap closed (RTN of the unrotated model on those rows: W4 4.8916). Needs torch
 (scripts/setup_python.sh) and the token files of run_datafree.sh:
@@ -29,6 +31,7 @@ tr = load_token_file(os.path.join(OUT, 'train.tok'))
 BITS, G, BS = 4, 32, 4
 RSTEPS, RLR = int(os.environ.get('RSTEPS', 300)), float(os.environ.get('RLR', 1e-2))
 QSTEPS, JLR, BIAS = int(os.environ.get('QSTEPS', 1000)), float(os.environ.get('JLR', 0)), os.environ.get('BIAS') == '1'
+CSCALE = os.environ.get('CSCALE') == '1'
 L, d, nh, nkv = cfg['n_layers'], cfg['dim'], cfg['n_heads'], cfg['n_kv_heads']
 hs, hid = d // nh, cfg['hidden_dim']
 rep = nh // nkv
@@ -167,6 +170,12 @@ norms = [torch.ones(L, d, requires_grad=True), torch.ones(L, d, requires_grad=Tr
 bdim = {'bq': nh * hs, 'bk': nkv * hs, 'bv': nkv * hs, 'bo': d, 'b1': hid, 'b3': hid, 'b2': d}
 bias = {k: torch.zeros(L, n, requires_grad=True) for k, n in bdim.items()} if BIAS else {}
 A2 = torch.zeros(d, d, requires_grad=True)
+cs = {'w2': torch.ones(L, hid, requires_grad=True), 'wo': torch.ones(L, nkv * hs, requires_grad=True)} if CSCALE else {}
+
+
+def cscale(k, l):
+    if k not in cs: return 1
+    return cs[k][l] if k == 'w2' else cs[k][l].view(nkv, 1, hs).expand(nkv, rep, hs).reshape(-1)
 
 
 def student():
@@ -174,12 +183,12 @@ def student():
     rot = (lambda W, k: W if Rx is None else (Rx.T @ W if k in OUTSIDE else W @ Rx))
     p = {'token_embedding': rot(emb_p, ''), 'wcls': rot(head_p, ''), 'rms_att': norms[0], 'rms_ffn': norms[1],
          'rms_final': norms[2], **bias}
-    for k in QK: p[k] = torch.stack([fq(rot(lat[k][l], k), sb[k][0][l], sb[k][1][l]) for l in range(L)])
+    for k in QK: p[k] = torch.stack([fq(rot(lat[k][l], k), sb[k][0][l], sb[k][1][l]) * cscale(k, l) for l in range(L)])
     return p
 
 
 groups_ = [{'params': list(lat.values()), 'lr': 1e-3}, {'params': [t for v in sb.values() for t in v], 'lr': 3e-4},
-           {'params': [emb_p, head_p] + norms + list(bias.values()), 'lr': 1e-3}]
+           {'params': [emb_p, head_p] + norms + list(bias.values()) + list(cs.values()), 'lr': 1e-3}]
 if JLR > 0: groups_.append({'params': [A2], 'lr': JLR})
 opt = torch.optim.Adam(groups_)
 sch = torch.optim.lr_scheduler.CosineAnnealingLR(opt, QSTEPS)
@@ -194,5 +203,5 @@ for step in range(QSTEPS):
     if step % 100 == 0: print('qat', step, '%.4f' % loss.item(), '%.0fs' % (time.time() - t0), flush=True)
 a = nll({k: v.detach() for k, v in student().items()})
 rtn = 4.8916
-print('RSTEPS %d QSTEPS %d JLR %g BIAS %d: RTN-in-basis %.4f, QAT nll %.4f ppl %.2f, closed %.1f %% of the RTN gap'
-      % (RSTEPS, QSTEPS, JLR, BIAS, r0, a, math.exp(a), 100 * (rtn - a) / (rtn - fp)))
+print('RSTEPS %d QSTEPS %d JLR %g BIAS %d CSCALE %d: RTN-in-basis %.4f, QAT nll %.4f ppl %.2f, closed %.1f %% of the RTN gap'
+      % (RSTEPS, QSTEPS, JLR, BIAS, CSCALE, r0, a, math.exp(a), 100 * (rtn - a) / (rtn - fp)))
