@@ -102,15 +102,21 @@ def write_fixture(a, lb, work):
     return 0
 
 
-def check_tokens(a, lb, work):
-    import json
+def make_files(a, work, stem):
+    """the .dlq (--dlq, or RTN of --model) and its GGUF; returns (dlq, gguf, hf folder path, written later)"""
     dlq = a.dlq
     if not dlq:
-        dlq = os.path.join(work, "t.dlq")
+        dlq = os.path.join(work, stem + ".dlq")
         run([a.dlqat, "quantize", "--model", a.model, "--method", "rtn", "--bits", str(a.bits), "--group", a.group,
              "--out", dlq])
-    gguf, hf = os.path.join(work, "t.gguf"), os.path.join(work, "t-hf")
+    gguf = os.path.join(work, stem + ".gguf")
     run([a.dlqat, "export", "--model", dlq, "--format", "gguf", "--no-ppl", "--out", gguf])
+    return dlq, gguf, os.path.join(work, stem + "-hf")
+
+
+def check_tokens(a, lb, work):
+    import json
+    dlq, gguf, hf = make_files(a, work, "t")
     r = run([lb("llamacpp-tokens-ppl"), gguf, a.tokens] + ([str(a.max_rows)] if a.max_rows else []))
     cpp = json.loads(r.stdout.strip().splitlines()[-1])
     jp = os.path.join(work, "t-ppl.json")
@@ -185,13 +191,7 @@ def main():
         return check_tokens(a, lb, work)
     if a.write_fixture:
         return write_fixture(a, lb, work)
-    dlq = a.dlq
-    if not dlq:
-        dlq = os.path.join(work, "m.dlq")
-        run([a.dlqat, "quantize", "--model", a.model, "--method", "rtn", "--bits", str(a.bits), "--group", a.group,
-             "--out", dlq])
-    gguf, hf = os.path.join(work, "m.gguf"), os.path.join(work, "hf")
-    run([a.dlqat, "export", "--model", dlq, "--format", "gguf", "--no-ppl", "--out", gguf])
+    dlq, gguf, hf = make_files(a, work, "m")
     run([a.dlqat, "export", "--model", dlq, "--format", "hf", "--dtype", "f32", "--out", hf])
 
     # 1. llama.cpp's ids of the text (BOS first, as llama-perplexity tokenizes it)

@@ -82,6 +82,9 @@ int main(void) {
         double got = t_json_num(DIR "/s.json", "ppl"), rel = fabs(got - want) / want;
         CHECK(rc == 0 && rel <= 1e-2, "stories260K W%d g%d GGUF over token rows: dlqat %.4f vs llama.cpp %.4f (%.3f %%; rc %d)",
               bits, group, got, want, 100 * rel, rc);
+        /* the "none" tokenizer loads as no tokenizer: text is refused with a clear message, not a crash */
+        rc = t_run("build/dlqat ppl --model " DIR "/s.gguf --text data/sample/english-mix-valid-sample.txt", o, sizeof o);
+        CHECK(rc == 1 && strstr(o, "has no tokenizer"), "text ppl on a tokenizer-less GGUF (rc %d): %s", rc, o);
         json_decref(tk);
     }
     /* refusals */

@@ -14,6 +14,46 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Both text protocols: nc windows of ctx tokens from the start of the stream,
+ * the first token of each replaced by bos when bos >= 0, positions first ..
+ * ctx-2 scored; returns the sum of the scored NLLs in *total. */
+static int ppl_windows(const dlq_model *m, const int32_t *tokens, int64_t nc, int ctx, int batch, int first, int32_t bos,
+                       dlq_progress_fn progress, void *user, double *total, dlq_err *err) {
+    if (batch > nc) batch = (int)nc;
+    const int scored = ctx - 1 - first;
+    dlq_state *s;
+    int rc = dlq_state_create(&s, m, batch, ctx, ctx, err);
+    if (rc) return rc;
+    int V = m->cfg.vocab_size;
+    float *logits = malloc((size_t)batch * ctx * V * sizeof(float));
+    int32_t *buf = malloc((size_t)batch * ctx * sizeof *buf);
+    if (!logits || !buf) {
+        free(logits);
+        free(buf);
+        dlq_state_destroy(s);
+        return dlq_errf(err, DLQ_ENOMEM, "ppl: out of memory for logits");
+    }
+    double t0 = now_s(), sum = 0;
+    for (int64_t c = 0; c < nc; c += batch) {
+        int b = (int)(nc - c < batch ? nc - c : batch);
+        memcpy(buf, tokens + c * ctx, (size_t)b * ctx * sizeof *buf);
+        if (bos >= 0)
+            for (int i = 0; i < b; i++) buf[(size_t)i * ctx] = bos;
+        if ((rc = dlq_forward(m, s, buf, b, ctx, 0, logits, 0, err))) break;
+        double part[b];
+        #pragma omp parallel for schedule(static)
+        for (int i = 0; i < b; i++) /* mean over positions first .. ctx-2, back to a sum */
+            part[i] = scored * dlq_nll_mean(logits + ((size_t)i * ctx + first) * V, buf + (size_t)i * ctx + first, ctx - first, V);
+        for (int i = 0; i < b; i++) sum += part[i]; /* fixed order: reproducible */
+        if (progress) progress(c + b, nc, now_s() - t0, user);
+    }
+    free(logits);
+    free(buf);
+    dlq_state_destroy(s);
+    *total = sum;
+    return rc;
+}
+
 int dlq_ppl_eval(const dlq_model *m, const int32_t *tokens, int64_t n, int ctx, int batch, int64_t max_windows,
                  dlq_progress_fn progress, void *user, dlq_ppl_result *res, dlq_err *err) {
     if (ctx < 2) return dlq_errf(err, DLQ_EINVAL, "ppl: context %d is too short (need >= 2)", ctx);
@@ -22,28 +62,11 @@ int dlq_ppl_eval(const dlq_model *m, const int32_t *tokens, int64_t n, int ctx, 
     if (max_windows > 0 && nw > max_windows) nw = max_windows;
     if (nw < 1)
         return dlq_errf(err, DLQ_EINVAL, "ppl: the text has %lld tokens, fewer than one window of %d", (long long)n, ctx);
-    if (batch > nw) batch = (int)nw;
-    dlq_state *s;
-    int rc = dlq_state_create(&s, m, batch, ctx, ctx, err);
+    double t0 = now_s(), total;
+    int rc = ppl_windows(m, tokens, nw, ctx, batch, 0, -1, progress, user, &total, err);
     if (rc) return rc;
-    int V = m->cfg.vocab_size;
-    float *logits = malloc((size_t)batch * ctx * V * sizeof(float));
-    if (!logits) { dlq_state_destroy(s); return dlq_errf(err, DLQ_ENOMEM, "ppl: out of memory for logits"); }
-    double t0 = now_s(), total = 0;
-    for (int64_t w = 0; w < nw; w += batch) {
-        int b = (int)(nw - w < batch ? nw - w : batch);
-        if ((rc = dlq_forward(m, s, tokens + w * ctx, b, ctx, 0, logits, 0, err))) break;
-        double part[b];
-        #pragma omp parallel for schedule(static)
-        for (int i = 0; i < b; i++)
-            part[i] = dlq_nll_mean(logits + (size_t)i * ctx * V, tokens + (w + i) * ctx, ctx, V);
-        for (int i = 0; i < b; i++) total += part[i]; /* fixed order: reproducible */
-        if (progress) progress(w + b, nw, now_s() - t0, user);
-    }
-    free(logits);
-    dlq_state_destroy(s);
-    if (rc) return rc;
-    res->nll = total / (double)nw;
+    /* every window scores ctx-1 tokens: the mean over tokens is the mean of the window means */
+    res->nll = total / ((double)nw * (ctx - 1));
     res->ppl = exp(res->nll);
     res->tokens = nw * ctx;
     res->windows = nw;
@@ -61,39 +84,11 @@ int dlq_ppl_eval_llamacpp(const dlq_model *m, const int32_t *tokens, int64_t n, 
     if (batch < 1) batch = 1;
     int64_t nc = n / ctx;
     if (max_chunks > 0 && nc > max_chunks) nc = max_chunks;
-    if (batch > nc) batch = (int)nc;
-    const int first = ctx / 2, scored = ctx - 1 - first;
-    dlq_state *s;
-    int rc = dlq_state_create(&s, m, batch, ctx, ctx, err);
+    const int first = ctx / 2;
+    double t0 = now_s(), total;
+    int rc = ppl_windows(m, tokens, nc, ctx, batch, first, bos, progress, user, &total, err);
     if (rc) return rc;
-    int V = m->cfg.vocab_size;
-    float *logits = malloc((size_t)batch * ctx * V * sizeof(float));
-    int32_t *buf = malloc((size_t)batch * ctx * sizeof *buf);
-    if (!logits || !buf) {
-        free(logits);
-        free(buf);
-        dlq_state_destroy(s);
-        return dlq_errf(err, DLQ_ENOMEM, "ppl: out of memory for logits");
-    }
-    double t0 = now_s(), total = 0;
-    for (int64_t c = 0; c < nc; c += batch) {
-        int b = (int)(nc - c < batch ? nc - c : batch);
-        memcpy(buf, tokens + c * ctx, (size_t)b * ctx * sizeof *buf);
-        if (bos >= 0)
-            for (int i = 0; i < b; i++) buf[(size_t)i * ctx] = bos;
-        if ((rc = dlq_forward(m, s, buf, b, ctx, 0, logits, 0, err))) break;
-        double part[b];
-        #pragma omp parallel for schedule(static)
-        for (int i = 0; i < b; i++) /* mean over positions first .. ctx-2, back to a sum */
-            part[i] = scored * dlq_nll_mean(logits + ((size_t)i * ctx + first) * V, buf + (size_t)i * ctx + first, ctx - first, V);
-        for (int i = 0; i < b; i++) total += part[i]; /* fixed order: reproducible */
-        if (progress) progress(c + b, nc, now_s() - t0, user);
-    }
-    free(logits);
-    free(buf);
-    dlq_state_destroy(s);
-    if (rc) return rc;
-    res->tokens = nc * scored;
+    res->tokens = nc * (ctx - 1 - first);
     res->nll = total / (double)res->tokens;
     res->ppl = exp(res->nll);
     res->windows = nc;
