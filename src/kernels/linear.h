@@ -16,6 +16,13 @@ size_t dlq_linear_scratch_floats(int64_t cols);
 void dlq_linear(float *y, int64_t ldy, const float *x, int64_t n, const dlq_weight *w, const dlq_weight *bias,
                 float *scratch);
 
+/* dlq_linear's decode path for any n: each output row is computed from its
+ * own input row by the same dot-product kernel whatever n is, so a row's
+ * result is bit for bit independent of the rows it runs with (sampling
+ * reproducibility). Slower than sgemm for large n. */
+void dlq_linear_rowwise(float *y, int64_t ldy, const float *x, int64_t n, const dlq_weight *w, const dlq_weight *bias,
+                        float *scratch);
+
 /* Scalar reference (double accumulation): the specification for tests. */
 void dlq_linear_ref(float *y, int64_t ldy, const float *x, int64_t n, const dlq_weight *w, const dlq_weight *bias);
 

@@ -59,6 +59,13 @@ int dlq_state_create(dlq_state **out, const dlq_model *m, int B, int T, int S, d
     return DLQ_OK;
 }
 
+/* the linear layer of a forward call: batch-invariant rows when the state asks */
+static void lin(const dlq_state *s, float *y, int64_t ldy, const float *x, int64_t n, const dlq_weight *w,
+                const dlq_weight *bias) {
+    if (s->rowwise) dlq_linear_rowwise(y, ldy, x, n, w, bias, s->wscratch);
+    else dlq_linear(y, ldy, x, n, w, bias, s->wscratch);
+}
+
 static void vec_f32(const dlq_weight *w, float *out) { dlq_weight_row(w, 0, out); }
 
 int dlq_forward(const dlq_model *m, dlq_state *s, const int32_t *tokens, int B, int T, int pos0, float *logits,
@@ -83,12 +90,12 @@ int dlq_forward(const dlq_model *m, dlq_state *s, const int32_t *tokens, int B, 
         const dlq_layer *L = &m->layers[l];
         vec_f32(&L->attn_norm, normw);
         dlq_rmsnorm_forward(s->xn, s->x, normw, n, (int)D, c->norm_eps);
-        dlq_linear(s->q, qd, s->xn, n, &L->wq, &L->bq, s->wscratch);
+        lin(s, s->q, qd, s->xn, n, &L->wq, &L->bq);
         for (int b = 0; b < B; b++) {
             size_t off = (((size_t)l * s->B + b) * s->S + pos0) * kvd;
             float *kc = s->kcache + off, *vc = s->vcache + off;
-            dlq_linear(kc, kvd, s->xn + (int64_t)b * T * D, T, &L->wk, &L->bk, s->wscratch);
-            dlq_linear(vc, kvd, s->xn + (int64_t)b * T * D, T, &L->wv, &L->bv, s->wscratch);
+            lin(s, kc, kvd, s->xn + (int64_t)b * T * D, T, &L->wk, &L->bk);
+            lin(s, vc, kvd, s->xn + (int64_t)b * T * D, T, &L->wv, &L->bv);
             dlq_rope_forward(kc, T, c->n_kv_heads, hd, s->pos + (int64_t)b * T, s->cos_t, s->sin_t);
         }
         dlq_rope_forward(s->q, n, c->n_heads, hd, s->pos, s->cos_t, s->sin_t);
@@ -99,14 +106,14 @@ int dlq_forward(const dlq_model *m, dlq_state *s, const int32_t *tokens, int B, 
                                   s->scores);
         }
         /* x += att Wo^T  (into xn, then add) */
-        dlq_linear(s->xn, D, s->att, n, &L->wo, NULL, s->wscratch);
+        lin(s, s->xn, D, s->att, n, &L->wo, NULL);
         for (int64_t i = 0; i < n * D; i++) s->x[i] += s->xn[i];
         vec_f32(&L->ffn_norm, normw);
         dlq_rmsnorm_forward(s->xn, s->x, normw, n, (int)D, c->norm_eps);
-        dlq_linear(s->hb, H, s->xn, n, &L->w_gate, NULL, s->wscratch);
-        dlq_linear(s->hb2, H, s->xn, n, &L->w_up, NULL, s->wscratch);
+        lin(s, s->hb, H, s->xn, n, &L->w_gate, NULL);
+        lin(s, s->hb2, H, s->xn, n, &L->w_up, NULL);
         dlq_swiglu_forward(s->hb, s->hb, s->hb2, n * H);
-        dlq_linear(s->xn, D, s->hb, n, &L->w_down, NULL, s->wscratch);
+        lin(s, s->xn, D, s->hb, n, &L->w_down, NULL);
         for (int64_t i = 0; i < n * D; i++) s->x[i] += s->xn[i];
     }
     if (!logits) return DLQ_OK;
@@ -117,7 +124,7 @@ int dlq_forward(const dlq_model *m, dlq_state *s, const int32_t *tokens, int B, 
         n = B;
     }
     dlq_rmsnorm_forward(s->xn, s->x, normw, n, (int)D, c->norm_eps);
-    dlq_linear(logits, c->vocab_size, s->xn, n, &m->lm_head, NULL, s->wscratch);
+    lin(s, logits, c->vocab_size, s->xn, n, &m->lm_head, NULL);
     return DLQ_OK;
 }
 

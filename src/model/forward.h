@@ -16,6 +16,8 @@ typedef struct dlq_state {
     float *cos_t, *sin_t;   /* [S][head_dim/2] */
     int32_t *pos;           /* [B*T] */
     size_t bytes;           /* total allocated */
+    int rowwise;            /* 1: every row's arithmetic independent of the batch
+                               (dlq_linear_rowwise); set by callers that promise it */
 } dlq_state;
 
 int dlq_state_create(dlq_state **out, const dlq_model *m, int B, int T, int S, dlq_err *err);

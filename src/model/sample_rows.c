@@ -35,6 +35,7 @@ int dlq_sample_rows(const dlq_model *m, const dlq_sample_opts *o, int32_t *out, 
     dlq_state *s;
     int rc = dlq_state_create(&s, m, B, 1, T, err);
     if (rc) return rc;
+    s->rowwise = 1; /* a row must not depend on the batch it is sampled in */
     float *logits = malloc((size_t)B * V * sizeof(float));
     dlq_sampler *sm = calloc((size_t)B, sizeof *sm);
     int32_t *cur = malloc((size_t)B * sizeof *cur);

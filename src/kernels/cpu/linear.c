@@ -108,6 +108,12 @@ void dlq_linear(float *y, int64_t ldy, const float *x, int64_t n, const dlq_weig
     add_bias(y, ldy, n, bias);
 }
 
+void dlq_linear_rowwise(float *y, int64_t ldy, const float *x, int64_t n, const dlq_weight *w, const dlq_weight *bias,
+                        float *scratch) {
+    linear_small(y, ldy, x, n, w, scratch);
+    add_bias(y, ldy, n, bias);
+}
+
 void dlq_linear_ref(float *y, int64_t ldy, const float *x, int64_t n, const dlq_weight *w, const dlq_weight *bias) {
     int64_t out = w->rows, in = w->cols;
     float row[in], b[out > 0 ? out : 1];
