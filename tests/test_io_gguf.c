@@ -1,11 +1,16 @@
 /* GGUF reader/writer: real vocab-only files from ../shared, a writer->reader
- * round trip of every metadata type and F32/F16/BF16/Q8_0 tensors, and
- * fuzz-style truncation / mutation robustness. */
+ * round trip of every metadata type and F32/F16/BF16/Q8_0 tensors,
+ * fuzz-style truncation / mutation robustness, the K-quant / IQ4 decoders
+ * against gguf-py (tests/fixtures/ggml, bit for bit) and a model GGUF whose
+ * weights are all of those types through the model loader. */
 #include "io/gguf.h"
 
 #include <stdint.h>
 
+#include "core/dtype.h"
 #include "core/mapfile.h"
+#include "io/ggml_quant.h"
+#include "model/model.h"
 #include "t.h"
 
 static uint64_t rng_state;
@@ -297,12 +302,167 @@ static void fuzz(const uint8_t *img, size_t size, size_t full_upto, size_t hot, 
     free(m);
 }
 
+/* ---- ggml block decoders the exporter does not write ---------------------- */
+
+static const struct { const char *name; uint32_t type; int blk, bytes; int hofs[2], nh; } KQ[] = {
+    {"Q4_K", DLQ_GGML_Q4_K, 256, 144, {0, 2}, 2},   {"Q5_K", DLQ_GGML_Q5_K, 256, 176, {0, 2}, 2},
+    {"Q6_K", DLQ_GGML_Q6_K, 256, 210, {208, 0}, 1}, {"IQ4_NL", DLQ_GGML_IQ4_NL, 32, 18, {0, 0}, 1},
+    {"IQ4_XS", DLQ_GGML_IQ4_XS, 256, 136, {0, 0}, 1},
+};
+
+/* tests/fixtures/ggml/<T>.bin, dequantized by gguf-py 0.19.0 into <T>.f32
+ * (tests/fixtures/ggml/gen_fixture.py). Bit for bit: every decoder does the
+ * same float32 multiplications and subtractions in the same order as ggml and
+ * gguf-py, and C11 mode keeps the compiler from contracting them into FMAs, so
+ * there is no rounding difference to allow for on any ISA. */
+static void test_kquant_decoders(void) {
+    for (size_t k = 0; k < sizeof KQ / sizeof KQ[0]; k++) {
+        char p[256];
+        char *bin = NULL, *ref = NULL;
+        size_t nb = 0, nr = 0;
+        dlq_err err = {0};
+        snprintf(p, sizeof p, "tests/fixtures/ggml/%s.bin", KQ[k].name);
+        int rc = dlq_read_file(p, &bin, &nb, &err);
+        snprintf(p, sizeof p, "tests/fixtures/ggml/%s.f32", KQ[k].name);
+        if (!rc) rc = dlq_read_file(p, &ref, &nr, &err);
+        CHECK(rc == 0, "%s", err.msg);
+        if (rc) { free(bin); free(ref); continue; }
+        int64_t nblk = (int64_t)(nb / (size_t)KQ[k].bytes), n = nblk * KQ[k].blk;
+        CHECK(nb % (size_t)KQ[k].bytes == 0 && nr == (size_t)n * 4 && nblk >= 4, "%s: fixture sizes %zu / %zu", KQ[k].name, nb, nr);
+        CHECK(dlq_ggml_nbytes(KQ[k].type, (uint64_t)KQ[k].blk) == (uint64_t)KQ[k].bytes, "%s block size", KQ[k].name);
+        CHECK(dlq_ggml_can_dequant(KQ[k].type), "%s not loadable", KQ[k].name);
+        float *y = calloc((size_t)n, sizeof *y);
+        rc = dlq_ggml_dequant(KQ[k].type, bin, y, n, &err);
+        CHECK(rc == 0, "%s: %s", KQ[k].name, err.msg);
+        size_t bad = 0, nonzero = 0, first = 0;
+        for (int64_t i = 0; i < n; i++) {
+            float r;
+            memcpy(&r, ref + 4 * i, 4);
+            if (memcmp(&r, &y[i], 4) && !bad++) first = (size_t)i;
+            nonzero += r != 0;
+        }
+        float r0 = 0;
+        if (bad) memcpy(&r0, ref + 4 * first, 4);
+        CHECK(bad == 0, "%s: %zu of %lld values differ from gguf-py; first at %zu: %.9g vs %.9g", KQ[k].name, bad, (long long)n,
+              first, bad ? y[first] : 0.0, (double)r0);
+        CHECK(nonzero > (size_t)n / 2, "%s: fixture is mostly zeros (%zu of %lld)", KQ[k].name, nonzero, (long long)n);
+        /* not a whole number of blocks: refused */
+        CHECK(dlq_ggml_dequant(KQ[k].type, bin, y, KQ[k].blk - 1, &err) == DLQ_EINVAL, "%s: partial block accepted", KQ[k].name);
+        printf("%s: %lld values equal gguf-py's\n", KQ[k].name, (long long)n);
+        free(y);
+        free(bin);
+        free(ref);
+    }
+    dlq_err err = {0};
+    float y[256];
+    uint8_t z[256] = {0};
+    int rc = dlq_ggml_dequant(16 /* IQ2_XXS */, z, y, 256, &err);
+    CHECK(rc == DLQ_EUNSUP && strstr(err.msg, "IQ2_XXS"), "unsupported type: rc %d, %s", rc, err.msg);
+}
+
+/* seeded random blocks of type k with sane fp16 scales */
+static uint8_t *rand_blocks(size_t k, int64_t n, size_t *nbytes) {
+    size_t nb = (size_t)(n / KQ[k].blk), bb = (size_t)KQ[k].bytes;
+    uint8_t *b = malloc(nb * bb);
+    for (size_t i = 0; i < nb * bb; i++) b[i] = (uint8_t)rnd();
+    for (size_t i = 0; i < nb; i++)
+        for (int h = 0; h < KQ[k].nh; h++) {
+            float v = (float)(1e-3 + (double)(rnd() % 1000) * 2e-5) * ((rnd() & 1) ? 1.0f : -1.0f);
+            uint16_t f = dlq_f32_to_f16(v);
+            b[i * bb + (size_t)KQ[k].hofs[h]] = (uint8_t)f;
+            b[i * bb + (size_t)KQ[k].hofs[h] + 1] = (uint8_t)(f >> 8);
+        }
+    *nbytes = nb * bb;
+    return b;
+}
+
+/* A llama GGUF (dim 256, 4 heads / 2 kv heads, MLP 256, vocab 8, one layer) whose
+ * matrices are Q4_K, Q5_K, Q6_K, IQ4_NL and IQ4_XS: the loader must bind each as
+ * the decoder's f32 (q and k permuted back from llama.cpp's RoPE layout, so those
+ * are compared as multisets). Then ffn_up as IQ2_XXS: refused naming tensor + type. */
+static void test_kquant_model(void) {
+    enum { D = 256, KV = 128, V = 8 };
+    static const struct { const char *name; int kq; int64_t r, c; } W[] = {
+        {"token_embd.weight", 2, V, D},     {"output.weight", 1, V, D},       {"blk.0.attn_q.weight", 0, D, D},
+        {"blk.0.attn_k.weight", 1, KV, D},  {"blk.0.attn_v.weight", 2, KV, D}, {"blk.0.attn_output.weight", 4, D, D},
+        {"blk.0.ffn_gate.weight", 3, D, D}, {"blk.0.ffn_up.weight", 0, D, D}, {"blk.0.ffn_down.weight", 2, D, D},
+    };
+    enum { NW = sizeof W / sizeof W[0] };
+    uint8_t *data[NW];
+    size_t nbytes[NW];
+    static float ones[D];
+    for (int i = 0; i < D; i++) ones[i] = 1.0f;
+    for (int i = 0; i < NW; i++) data[i] = rand_blocks((size_t)W[i].kq, W[i].r * W[i].c, &nbytes[i]);
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/dlq_test_kq_%d.gguf", (int)getpid());
+    for (int pass = 0; pass < 2; pass++) {
+        dlq_err e = {0};
+        dlq_gguf_writer *w = dlq_gguf_writer_new(&e);
+        int rc = dlq_gguf_add_str(w, "general.architecture", "llama", &e);
+        rc |= dlq_gguf_add_u32(w, "llama.block_count", 1, &e);
+        rc |= dlq_gguf_add_u32(w, "llama.embedding_length", D, &e);
+        rc |= dlq_gguf_add_u32(w, "llama.feed_forward_length", D, &e);
+        rc |= dlq_gguf_add_u32(w, "llama.attention.head_count", 4, &e);
+        rc |= dlq_gguf_add_u32(w, "llama.attention.head_count_kv", 2, &e);
+        rc |= dlq_gguf_add_u32(w, "llama.context_length", 64, &e);
+        int64_t s1[] = {D};
+        rc |= dlq_gguf_add_tensor(w, "output_norm.weight", DLQ_GGML_F32, 1, s1, ones, sizeof ones, &e);
+        rc |= dlq_gguf_add_tensor(w, "blk.0.attn_norm.weight", DLQ_GGML_F32, 1, s1, ones, sizeof ones, &e);
+        rc |= dlq_gguf_add_tensor(w, "blk.0.ffn_norm.weight", DLQ_GGML_F32, 1, s1, ones, sizeof ones, &e);
+        for (int i = 0; i < NW; i++) {
+            int64_t s2[] = {W[i].r, W[i].c};
+            uint32_t ty = KQ[W[i].kq].type;
+            if (pass == 1 && i == 7) ty = 16; /* IQ2_XXS: 66 bytes per 256 values, fewer than Q4_K's */
+            rc |= dlq_gguf_add_tensor(w, W[i].name, ty, 2, s2, data[i], (size_t)dlq_ggml_nbytes(ty, (uint64_t)(W[i].r * W[i].c)), &e);
+        }
+        if (!rc) rc = dlq_gguf_write(w, path, &e);
+        dlq_gguf_writer_free(w);
+        CHECK(rc == 0, "write %s: %s", path, e.msg);
+        if (rc) break;
+        dlq_model *m = NULL;
+        rc = dlq_model_load(&m, path, NULL, &e);
+        if (pass == 1) {
+            CHECK(rc == DLQ_EUNSUP && strstr(e.msg, "blk.0.ffn_up.weight") && strstr(e.msg, "IQ2_XXS"),
+                  "IQ2_XXS tensor: rc %d, %s", rc, e.msg);
+            if (m) dlq_model_destroy(m);
+            break;
+        }
+        CHECK(rc == 0, "load: %s", e.msg);
+        if (rc) break;
+        const dlq_weight *got[NW] = {&m->tok_emb, &m->lm_head, &m->layers[0].wq, &m->layers[0].wk, &m->layers[0].wv,
+                                     &m->layers[0].wo, &m->layers[0].w_gate, &m->layers[0].w_up, &m->layers[0].w_down};
+        for (int i = 0; i < NW; i++) {
+            int64_t n = W[i].r * W[i].c;
+            float *y = malloc(sizeof(float) * (size_t)n);
+            dlq_ggml_dequant(KQ[W[i].kq].type, data[i], y, n, &e);
+            int ok = got[i]->dtype == DLQ_F32 && got[i]->rows == W[i].r && got[i]->cols == W[i].c;
+            if (ok && i != 2 && i != 3) ok = memcmp(got[i]->data, y, sizeof(float) * (size_t)n) == 0;
+            else if (ok) { /* a row permutation: same rows, each row intact */
+                const float *g = got[i]->data;
+                int64_t matched = 0;
+                for (int64_t r = 0; r < W[i].r; r++)
+                    for (int64_t q = 0; q < W[i].r; q++)
+                        if (!memcmp(g + r * D, y + q * D, sizeof(float) * D)) { matched++; break; }
+                ok = matched == W[i].r && memcmp(g, y, sizeof(float) * (size_t)n) != 0;
+            }
+            CHECK(ok, "%s (%s): loaded weight differs from the decoder's", W[i].name, KQ[W[i].kq].name);
+            free(y);
+        }
+        dlq_model_destroy(m);
+    }
+    unlink(path);
+    for (int i = 0; i < NW; i++) free(data[i]);
+}
+
 int main(void) {
     uint64_t seed = 0x6775676675ull;
     if (getenv("DLQ_SEED")) seed = strtoull(getenv("DLQ_SEED"), NULL, 0);
     printf("test_io_gguf: seed 0x%llx (set DLQ_SEED to change)\n", (unsigned long long)seed);
+    rng_state = seed;
     test_sizes();
     test_vocab();
+    test_kquant_decoders();
+    test_kquant_model();
     char path[256];
     snprintf(path, sizeof path, "/tmp/dlq_test_gguf_%d.gguf", (int)getpid());
     test_roundtrip(path, 0);

@@ -92,10 +92,85 @@ static void deq_q3_k(const uint8_t *b, float *y) {
     }
 }
 
+/* K-quant 6-bit scale and min of sub-block j (of 8) from the 12 packed bytes
+ * (ggml's get_scale_min_k4) */
+static void k4_scale_min(const uint8_t *q, int j, int *sc, int *mn) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *mn = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 15) | ((q[j - 4] >> 6) << 4);
+        *mn = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+/* Q4_K / Q5_K: eight sub-blocks of 32; sub-block j reads nibble j%2 of
+ * qs[32*(j/2) + l] (and, Q5_K, bit j of qh[l] as bit 4) */
+static void deq_q45_k(const uint8_t *b, float *y, int five) {
+    float d = h2f(b), dmin = h2f(b + 2);
+    const uint8_t *sc = b + 4, *qh = b + 16, *qs = five ? b + 48 : b + 16;
+    for (int j = 0; j < 8; j++) {
+        int s, m;
+        k4_scale_min(sc, j, &s, &m);
+        float dl = d * (float)s, ml = dmin * (float)m; /* the order of ggml and gguf-py (float32 throughout) */
+        for (int l = 0; l < 32; l++) {
+            int u = (qs[32 * (j / 2) + l] >> (4 * (j % 2))) & 15;
+            if (five) u |= ((qh[l] >> j) & 1) << 4;
+            y[32 * j + l] = dl * (float)u - ml;
+        }
+    }
+}
+
+static void deq_q4_k(const uint8_t *b, float *y) { deq_q45_k(b, y, 0); }
+static void deq_q5_k(const uint8_t *b, float *y) { deq_q45_k(b, y, 1); }
+
+/* Q6_K: value i = 128n + 32k + l (k < 4) has its low nibble in
+ * ql[64n + 32(k%2) + l] (k/2 selects the high nibble), its top two bits at
+ * bits 2k of qh[32n + l]; scale sc[i/16] (int8); w = d*sc*(u - 32) */
+static void deq_q6_k(const uint8_t *b, float *y) {
+    const uint8_t *ql = b, *qh = b + 128;
+    const int8_t *sc = (const int8_t *)(b + 192);
+    float d = h2f(b + 208);
+    for (int i = 0; i < 256; i++) {
+        int n = i / 128, k = (i % 128) / 32, l = i % 32;
+        int lo = (ql[64 * n + 32 * (k % 2) + l] >> (4 * (k / 2))) & 15;
+        int hi = (qh[32 * n + l] >> (2 * k)) & 3;
+        y[i] = d * (float)sc[i / 16] * (float)((lo | hi << 4) - 32);
+    }
+}
+
+static const int8_t iq4nl_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+static void deq_iq4_nl(const uint8_t *b, float *y) {
+    float d = h2f(b);
+    for (int j = 0; j < 16; j++) {
+        y[j] = d * (float)iq4nl_values[b[2 + j] & 15];
+        y[j + 16] = d * (float)iq4nl_values[b[2 + j] >> 4];
+    }
+}
+
+/* IQ4_XS: 256 values: d, u16 scales_h, scales_l[4], qs[128]; sub-block j of
+ * 32 has the 6-bit scale (nibble j%2 of scales_l[j/2]) | (bits 2j of
+ * scales_h) << 4, minus 32, and the IQ4_NL code book */
+static void deq_iq4_xs(const uint8_t *b, float *y) {
+    float d = h2f(b);
+    unsigned sh = (unsigned)b[2] | (unsigned)b[3] << 8;
+    const uint8_t *sl = b + 4, *qs = b + 8;
+    for (int j = 0; j < 8; j++) {
+        int ls = ((sl[j / 2] >> (4 * (j % 2))) & 15) | (int)(((sh >> (2 * j)) & 3) << 4);
+        float dl = d * (float)(ls - 32);
+        for (int l = 0; l < 16; l++) {
+            y[32 * j + l] = dl * (float)iq4nl_values[qs[16 * j + l] & 15];
+            y[32 * j + l + 16] = dl * (float)iq4nl_values[qs[16 * j + l] >> 4];
+        }
+    }
+}
+
 int dlq_ggml_can_dequant(uint32_t t) {
     switch (t) {
     case DLQ_GGML_F32: case DLQ_GGML_F16: case DLQ_GGML_BF16: case DLQ_GGML_Q4_0: case DLQ_GGML_Q4_1:
-    case DLQ_GGML_Q5_0: case DLQ_GGML_Q5_1: case DLQ_GGML_Q8_0: case DLQ_GGML_Q2_K: case DLQ_GGML_Q3_K: return 1;
+    case DLQ_GGML_Q5_0: case DLQ_GGML_Q5_1: case DLQ_GGML_Q8_0: case DLQ_GGML_Q2_K: case DLQ_GGML_Q3_K:
+    case DLQ_GGML_Q4_K: case DLQ_GGML_Q5_K: case DLQ_GGML_Q6_K: case DLQ_GGML_IQ4_NL: case DLQ_GGML_IQ4_XS: return 1;
     }
     return 0;
 }
@@ -115,9 +190,14 @@ int dlq_ggml_dequant(uint32_t type, const void *src, float *dst, int64_t n, dlq_
     case DLQ_GGML_Q8_0: fn = deq_q8_0; break;
     case DLQ_GGML_Q2_K: fn = deq_q2_k; blk = 256; break;
     case DLQ_GGML_Q3_K: fn = deq_q3_k; blk = 256; break;
+    case DLQ_GGML_Q4_K: fn = deq_q4_k; blk = 256; break;
+    case DLQ_GGML_Q5_K: fn = deq_q5_k; blk = 256; break;
+    case DLQ_GGML_Q6_K: fn = deq_q6_k; blk = 256; break;
+    case DLQ_GGML_IQ4_NL: fn = deq_iq4_nl; break;
+    case DLQ_GGML_IQ4_XS: fn = deq_iq4_xs; blk = 256; break;
     default:
         return dlq_errf(err, DLQ_EUNSUP, "ggml type %s is not supported for loading (F32, F16, BF16, Q4_0, Q4_1, Q5_0, "
-                        "Q5_1, Q8_0, Q2_K, Q3_K)", dlq_ggml_type_name(type));
+                        "Q5_1, Q8_0, Q2_K..Q6_K, IQ4_NL, IQ4_XS)", dlq_ggml_type_name(type));
     }
     uint64_t bb = dlq_ggml_nbytes(type, (uint64_t)blk);
     if (n % blk) return dlq_errf(err, DLQ_EINVAL, "%s: %lld values are not whole blocks of %d", dlq_ggml_type_name(type), (long long)n, blk);

@@ -15,7 +15,23 @@
  *         bit 2 is in hmask
  * In Q2_K / Q3_K, value i = 128*n + 32*j + l (n < 2, j < 4, l < 32) has its
  * low two bits at bit 2j of qs[32n + l] and (Q3_K) its high bit at bit
- * 4n + j of hmask[l]. */
+ * 4n + j of hmask[l].
+ * Decoded only (GGUF loading):
+ *   Q4_0  32 values, 18 bytes: d, qs[16];  w = d*(u - 8)
+ *   Q5_0  32 values, 22 bytes: d, u32 qh, qs[16];  w = d*(u - 16)
+ *   Q4_K  256 values, 144 bytes: d, dmin, scales[12], qs[128]; eight
+ *         sub-blocks of 32 with 6-bit scale sc and min mn (ggml's
+ *         get_scale_min_k4 packing); w = d*sc*u - dmin*mn, u in 0..15
+ *   Q5_K  256 values, 176 bytes: d, dmin, scales[12], qh[32], qs[128]; as
+ *         Q4_K with bit j of qh[l] as bit 4 of sub-block j's value l
+ *   Q6_K  256 values, 210 bytes: ql[128], qh[64], int8 scales[16], d;
+ *         w = d*sc*(u - 32), u in 0..63, sixteen sub-blocks of 16
+ *   IQ4_NL 32 values, 18 bytes: d, qs[16]; w = d*kv[u], kv = ggml's
+ *         16-entry non-linear code book (-127..113)
+ *   IQ4_XS 256 values, 136 bytes: d, u16 scales_h, scales_l[4], qs[128];
+ *         eight sub-blocks of 32 with 6-bit scales (minus 32), IQ4_NL values
+ * Every decoder does its float32 operations in ggml's (and gguf-py's) order,
+ * so the results are identical to theirs bit for bit. */
 #ifndef DLQ_IO_GGML_QUANT_H
 #define DLQ_IO_GGML_QUANT_H
 
@@ -25,11 +41,13 @@
 #include "core/err.h"
 
 enum { DLQ_QK = 32, DLQ_QK_K = 256 };
+/* ggml type numbers of the types gguf.h does not name */
+enum { DLQ_GGML_IQ4_NL = 20, DLQ_GGML_IQ4_XS = 23 };
 enum { DLQ_Q4_1_BYTES = 20, DLQ_Q5_1_BYTES = 24, DLQ_Q8_0_BYTES = 34, DLQ_Q2_K_BYTES = 84, DLQ_Q3_K_BYTES = 110 };
 
 /* Dequantizes n values (a whole number of blocks) of ggml type `type` (F32,
- * F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K) to f32. Returns 0, or
- * DLQ_EUNSUP naming the type. */
+ * F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+ * IQ4_NL, IQ4_XS) to f32. Returns 0, or DLQ_EUNSUP naming the type. */
 int dlq_ggml_dequant(uint32_t type, const void *src, float *dst, int64_t n, dlq_err *err);
 /* 1 if dlq_ggml_dequant handles the type */
 int dlq_ggml_can_dequant(uint32_t type);

@@ -2,7 +2,8 @@
  * rows of "llama" files permuted back from llama.cpp's interleaved RoPE
  * layout, tokenizer from tokenizer.ggml.* when present. F32/F16/BF16 tensors
  * are bound in place; block-quantized ones (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
- * Q2_K, Q3_K) are dequantized to owned f32 copies at load. */
+ * Q2_K..Q6_K, IQ4_NL, IQ4_XS) are dequantized to owned f32 copies at load;
+ * any other ggml type is refused naming the tensor and the type. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +14,11 @@
 /* dlq_bind_weight, dequantizing a block-quantized tensor first */
 static int bind_any(dlq_model *m, dlq_weight *w, const dlq_tensor_info *t, int64_t rows, int64_t cols, const char *name,
                     const char *path, dlq_err *err) {
-    if (!t || t->dtype != DLQ_DTYPE_COUNT || !dlq_ggml_can_dequant((uint32_t)t->file_type))
-        return dlq_bind_weight(w, t, rows, cols, name, path, err);
+    if (!t || t->dtype != DLQ_DTYPE_COUNT) return dlq_bind_weight(w, t, rows, cols, name, path, err);
+    if (!dlq_ggml_can_dequant((uint32_t)t->file_type))
+        return dlq_errf(err, DLQ_EUNSUP, "%s: tensor '%s' is ggml type %s, which is not supported for loading (F32, F16, "
+                        "BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, IQ4_NL, IQ4_XS)", path, name,
+                        dlq_ggml_type_name((uint32_t)t->file_type));
     dlq_tensor_info f = *t;
     int64_t n = dlq_tensor_numel(t);
     float *buf = dlq_model_own(m, sizeof(float) * (size_t)(n ? n : 1), err);
