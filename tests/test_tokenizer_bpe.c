@@ -117,6 +117,34 @@ static void test_gguf_gpt2(void) {
 
 /* ------------------------------------------------------ 2. splitters */
 
+/* Cases [text, [word, ...]] of arr against dlq_bpe_split_next(kind); returns
+ * how many differ (the first one is printed). */
+static size_t split_cases(int kind, const char *name, json_t *arr) {
+    size_t i, nbad = 0;
+    json_t *c;
+    json_array_foreach(arr, i, c) {
+        json_t *jt = json_array_get(c, 0), *jp = json_array_get(c, 1);
+        const unsigned char *s = (const unsigned char *)json_string_value(jt);
+        size_t n = json_string_length(jt), pos = 0, np = json_array_size(jp), j = 0;
+        int ok = 1;
+        for (; pos < n && j < np; j++) {
+            size_t e = dlq_bpe_split_next(kind, s, n, pos);
+            size_t pl = json_string_length(json_array_get(jp, j));
+            if (e - pos != pl || memcmp(s + pos, json_string_value(json_array_get(jp, j)), pl)) {
+                if (!nbad && name)
+                    fprintf(stderr, "    %s split of \"%s\": piece %zu is \"%.*s\", expected \"%s\"\n", name,
+                            (const char *)s, j, (int)(e - pos), s + pos, json_string_value(json_array_get(jp, j)));
+                ok = 0;
+                break;
+            }
+            pos = e;
+        }
+        if (ok && (pos != n || j != np)) ok = 0;
+        if (!ok) nbad++;
+    }
+    return nbad;
+}
+
 static void test_splits(void) {
     json_error_t je;
     json_t *root = json_load_file(FIX "bpe-splits.json", 0, &je);
@@ -127,31 +155,27 @@ static void test_splits(void) {
     for (int k = 0; k < 3; k++) {
         json_t *arr = json_object_get(root, names[k]);
         CHECK(json_array_size(arr) > 100, "%s: no split cases", names[k]);
-        size_t i, nbad = 0;
-        json_t *c;
-        json_array_foreach(arr, i, c) {
-            json_t *jt = json_array_get(c, 0), *jp = json_array_get(c, 1);
-            const unsigned char *s = (const unsigned char *)json_string_value(jt);
-            size_t n = json_string_length(jt), pos = 0, np = json_array_size(jp), j = 0;
-            int ok = 1;
-            for (; pos < n && j < np; j++) {
-                size_t e = dlq_bpe_split_next(kinds[k], s, n, pos);
-                size_t pl = json_string_length(json_array_get(jp, j));
-                if (e - pos != pl || memcmp(s + pos, json_string_value(json_array_get(jp, j)), pl)) {
-                    if (!nbad)
-                        fprintf(stderr, "    %s split of \"%s\": piece %zu is \"%.*s\", expected \"%s\"\n", names[k],
-                                (const char *)s, j, (int)(e - pos), s + pos, json_string_value(json_array_get(jp, j)));
-                    ok = 0;
-                    break;
-                }
-                pos = e;
-            }
-            if (ok && (pos != n || j != np)) ok = 0;
-            if (!ok) nbad++;
-        }
+        size_t nbad = split_cases(kinds[k], names[k], arr);
         CHECK(nbad == 0, "%s: %zu of %zu pre-tokenizer splits differ from Python regex", names[k], nbad,
               json_array_size(arr));
     }
+    json_decref(root);
+    /* SmolLM (GGUF pre "smollm"): tests/fixtures/tokenizer/smollm/splits.json, from Python's regex
+     * (scripts/gen_smollm_vectors.py: each \p{N} alone, the GPT-2 regex between them); the ids
+     * themselves are checked against llama.cpp in tests/test_smollm.c (needs the model) */
+    root = json_load_file(FIX "smollm/splits.json", 0, &je);
+    CHECK(root != NULL, "smollm/splits.json: %s", je.text);
+    if (!root) return;
+    json_t *arr = json_object_get(root, "cases");
+    CHECK(json_array_size(arr) > 200, "smollm: %zu split cases", json_array_size(arr));
+    size_t nbad = split_cases(DLQ_BPE_PRE_SMOLLM, "smollm", arr);
+    CHECK(nbad == 0, "smollm: %zu of %zu pre-tokenizer splits differ from Python regex", nbad, json_array_size(arr));
+    /* the cases tell the two apart: GPT-2's split differs on the ones with digits */
+    size_t ngpt2 = split_cases(DLQ_BPE_PRE_GPT2, NULL, arr);
+    CHECK(ngpt2 > 50, "only %zu smollm cases split differently under GPT-2", ngpt2);
+    printf("smollm splits: %zu cases equal Python regex (%zu of them split otherwise by GPT-2)\n", json_array_size(arr), ngpt2);
+    int ign = 1;
+    CHECK(dlq_bpe_pre_kind("smollm", &ign) == DLQ_BPE_PRE_SMOLLM && ign == 0, "smollm name");
     json_decref(root);
 }
 

@@ -1,4 +1,4 @@
-/* Byte-level BPE (GPT-2 / Llama 3 / Qwen2): setup from a vocabulary + merge
+/* Byte-level BPE (GPT-2 / Llama 3 / Qwen2 / SmolLM): setup from a vocabulary + merge
  * list, encoding, and decoding of one piece.
  *
  * Encoding (as Hugging Face tokenizers and llama.cpp do it):
@@ -6,7 +6,7 @@
  *     out of the input first, leftmost-longest, and emitted as their ids;
  *     the text between them is encoded independently.
  *  2. Each text segment is split into words by the pre-tokenizer regex of the
- *     model (GPT-2, Llama 3, Qwen2), implemented as hand-written state
+ *     model (GPT-2, Llama 3, Qwen2; SmolLM = isolated digits + GPT-2), implemented as hand-written state
  *     machines over code points that reproduce the regex semantics exactly
  *     (leftmost-first alternation, greedy quantifiers, \s+(?!\S)).
  *  3. Each word's bytes are mapped to GPT-2's printable byte alphabet
@@ -102,6 +102,10 @@ int dlq_bpe_pre_kind(const char *pre, int *ignore_merges) {
     static const char *const llama3_names[] = {"llama3", "llama-v3", "llama-bpe", "falcon3", NULL};
     static const char *const llama3_other[] = {"smaug-bpe", "dbrx", NULL};
     static const char *const qwen2_names[] = {"qwen2", "deepseek-r1-qwen", NULL};
+    /* llama.cpp gives starcoder, refact, command-r, codeshell, exaone, minerva
+     * and mellum2 the same split, but with other vocabulary options; only
+     * smollm is checked against llama.cpp here */
+    static const char *const smollm_names[] = {"smollm", NULL};
     static const char gpt2_re[] =
         "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
     static const char llama3_re[] =
@@ -123,6 +127,8 @@ int dlq_bpe_pre_kind(const char *pre, int *ignore_merges) {
         if (!strcmp(pre, llama3_other[i])) return DLQ_BPE_PRE_LLAMA3;
     for (int i = 0; qwen2_names[i]; i++)
         if (!strcmp(pre, qwen2_names[i])) return DLQ_BPE_PRE_QWEN2;
+    for (int i = 0; smollm_names[i]; i++)
+        if (!strcmp(pre, smollm_names[i])) return DLQ_BPE_PRE_SMOLLM;
     if (!strcmp(pre, gpt2_re)) return DLQ_BPE_PRE_GPT2;
     if (!strcmp(pre, llama3_re)) return DLQ_BPE_PRE_LLAMA3;
     if (!strcmp(pre, qwen2_re)) return DLQ_BPE_PRE_QWEN2;
@@ -136,7 +142,7 @@ int dlq_bpe_setup(dlq_tokenizer *t, const char *const *merges, const size_t *mer
     if (!kind)
         return dlq_errf(err, DLQ_EUNSUP,
                         "byte-level BPE pre-tokenizer \"%.300s\" is not supported (known: the GPT-2, "
-                        "Llama 3 and Qwen2 regexes; names gpt2/gpt-2/default, llama3/llama-bpe, qwen2)",
+                        "Llama 3 and Qwen2 regexes; names gpt2/gpt-2/default, llama3/llama-bpe, qwen2, smollm)",
                         pre);
     if (!t || t->n_vocab <= 0 || !t->pieces || !t->piece_len)
         return dlq_errf(err, DLQ_EINVAL, "byte-level BPE setup: tokenizer has no vocabulary");
@@ -311,8 +317,10 @@ static size_t contraction(const unsigned char *s, size_t n, size_t i, int fold) 
 }
 
 /* Whitespace alternatives at i (a whitespace code point). nl: also try
- * \s*[\r\n]+ first (Llama 3 / Qwen2). Then \s+(?!\S) | \s+. */
-static size_t ws_tail(const unsigned char *s, size_t n, size_t i, int nl) {
+ * \s*[\r\n]+ first (Llama 3 / Qwen2). Then \s+(?!\S) | \s+. digit_end: a
+ * \p{N} code point ends the text (SmolLM: the regex runs on the pieces
+ * between isolated digits), so a run before a digit is taken whole. */
+static size_t ws_tail(const unsigned char *s, size_t n, size_t i, int nl, int digit_end) {
     size_t j = i, last = i, count = 0, nl_end = 0, l;
     while (j < n && cls_at(s, n, j, &l) == CL_WS) {
         if (s[j] == '\r' || s[j] == '\n') nl_end = j + 1;
@@ -322,20 +330,26 @@ static size_t ws_tail(const unsigned char *s, size_t n, size_t i, int nl) {
     }
     if (nl && nl_end) return nl_end;          /* \s*[\r\n]+ (backtracks to the last newline) */
     if (j == n || count < 2) return j;        /* \s+(?!\S) at the end, or the single \s */
+    if (digit_end && cls_at(s, n, j, &l) == CL_N) return j; /* the piece ends here */
     return last;                              /* \s+(?!\S): all but the last one */
 }
 
-/* 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
-static size_t split_gpt2(const unsigned char *s, size_t n, size_t i) {
+/* 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+ * digits: SmolLM (llama.cpp LLAMA_VOCAB_PRE_TYPE_SMOLLM, HF
+ * Sequence[Digits(individual_digits), ByteLevel]): every \p{N} code point
+ * is a word of its own and the regex above runs on the text between them,
+ * so no word reaches across a digit ("a 1" -> "a", " ", "1"). */
+static size_t split_gpt2(const unsigned char *s, size_t n, size_t i, int digits) {
     size_t l0, l1, e;
     if (s[i] == '\'' && (e = contraction(s, n, i, 0))) return e;
     uint32_t k0 = cls_at(s, n, i, &l0);
+    if (digits && k0 == CL_N) return i + l0;
     if (s[i] == ' ' && i + 1 < n) {
         uint32_t k1 = cls_at(s, n, i + 1, &l1);
-        if (k1 != CL_WS) return run_of(s, n, i + 1, k1);
+        if (k1 != CL_WS && !(digits && k1 == CL_N)) return run_of(s, n, i + 1, k1);
     }
     if (k0 != CL_WS) return run_of(s, n, i, k0);
-    return ws_tail(s, n, i, 0);
+    return ws_tail(s, n, i, 0, digits);
 }
 
 /* (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,maxd}|
@@ -357,7 +371,7 @@ static size_t split_llama3(const unsigned char *s, size_t n, size_t i, int maxd)
         while (e < n && (s[e] == '\r' || s[e] == '\n')) e++;
         return e;
     }
-    return ws_tail(s, n, i, 1);
+    return ws_tail(s, n, i, 1, 0);
 }
 
 size_t dlq_bpe_split_next(int pre, const unsigned char *s, size_t n, size_t i) {
@@ -365,7 +379,8 @@ size_t dlq_bpe_split_next(int pre, const unsigned char *s, size_t n, size_t i) {
     switch (pre) {
     case DLQ_BPE_PRE_LLAMA3: e = split_llama3(s, n, i, 3); break;
     case DLQ_BPE_PRE_QWEN2: e = split_llama3(s, n, i, 1); break;
-    default: e = split_gpt2(s, n, i); break;
+    case DLQ_BPE_PRE_SMOLLM: e = split_gpt2(s, n, i, 1); break;
+    default: e = split_gpt2(s, n, i, 0); break;
     }
     return e > i ? e : i + 1; /* cannot happen; guarantees progress */
 }

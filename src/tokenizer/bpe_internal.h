@@ -6,10 +6,12 @@
 
 #include "tokenizer/tok_internal.h"
 
-enum { DLQ_BPE_PRE_GPT2 = 1, DLQ_BPE_PRE_LLAMA3 = 2, DLQ_BPE_PRE_QWEN2 = 3 };
+/* SMOLLM: every \p{N} code point alone, the GPT-2 regex between them
+ * (llama.cpp's "smollm"; HF Sequence[Digits(individual_digits), ByteLevel]). */
+enum { DLQ_BPE_PRE_GPT2 = 1, DLQ_BPE_PRE_LLAMA3 = 2, DLQ_BPE_PRE_QWEN2 = 3, DLQ_BPE_PRE_SMOLLM = 4 };
 
 /* Maps a pre-tokenizer name (GGUF tokenizer.ggml.pre or our own "gpt2",
- * "llama3", "qwen2") or one of the three known regex strings to DLQ_BPE_PRE_*;
+ * "llama3", "qwen2", "smollm") or one of the three known regex strings to DLQ_BPE_PRE_*;
  * 0 if unknown. *ignore_merges (may be NULL) gets llama.cpp's default for
  * that name (1 for llama3 / llama-bpe). */
 int dlq_bpe_pre_kind(const char *pre, int *ignore_merges);

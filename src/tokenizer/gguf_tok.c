@@ -65,6 +65,10 @@ static int setup_bpe(dlq_tokenizer *t, const dlq_gguf *g, const char *path, dlq_
     free(ml);
     if (rc) return rc;
     dlq_bpe_set_options(t, ignore_merges, 0, t->unk);
+    /* llama.cpp's default for the Llama 3 names (the ones that also set
+     * ignore_merges) is add_bos = true; tokenizer.ggml.add_bos_token, when
+     * present, has the last word (read by the caller) */
+    if (ignore_merges && !dlq_gguf_find(g, "tokenizer.ggml.add_bos_token")) t->add_bos = 1;
     return DLQ_OK;
 }
 

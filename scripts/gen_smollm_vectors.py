@@ -1,0 +1,284 @@
+#!/usr/bin/env python3
+"""Test vectors for SmolLM2 (GGUF tokenizer.ggml.pre = "smollm") made by llama.cpp itself.
+
+    python3 scripts/gen_smollm_vectors.py --llama-bin DIR [--gguf SmolLM2-135M-Instruct.Q4_1.gguf]
+        [--out tests/fixtures/tokenizer/smollm] [--ppl-fixture tests/fixtures/llamacpp/smollm-ppl.json]
+        [--only splits]
+
+DIR holds llama.cpp's `llama-tokenize`, `llama-perplexity` and `llama-completion`
+(`sh scripts/build_llamacpp.sh DIR0` prints it: llama.cpp vendored in the llama-cpp-python 0.3.36
+sdist). The GGUF defaults to ../shared/data/models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf
+(`sh scripts/fetch_smollm2.sh` gets it). Needs only Python 3 and the `regex` module.
+
+Writes, into --out:
+  vectors.inp / vectors.out  llama.cpp's test-tokenizer-0 format: the inputs joined by
+      "\\n__ggml_vocab_test__\\n" (each input followed by it), and one line of space-separated ids
+      per input, as `llama-tokenize -m GGUF -f INPUT --ids --no-escape` prints them (no BOS: the
+      GGUF says add_bos_token = false; CONTROL tokens such as <|im_start|> in the text are parsed,
+      llama-tokenize's default). Inputs: llama.cpp's own ggml-vocab-*.gguf.inp cases (when
+      ../shared has them), hand-written cases (digits, decimals, contractions, whitespace runs,
+      tabs, \\r\\n, accents, CJK, emoji, Arabic, other-script digits, chat markup) and seeded
+      random strings over a palette of those characters;
+  texts.json  for whole files (data/sample/english-mix-valid-sample.txt, and WikiText-2 test part 1
+      from ../shared when present): llama.cpp's id count, FNV-1a 64 of the ids (each as 4
+      little-endian bytes), and the first and last 32 ids;
+  splits.json  the pre-tokenizer's words for every input, from Python's `regex` (HF tokenizers'
+      Sequence[Digits(individual_digits=true), ByteLevel(use_regex=true)]: each \\p{N} code point
+      alone, the GPT-2 regex on the text between them) -- an independent reference for
+      dlq_bpe_split_next that needs no model (tests/test_tokenizer_bpe.c);
+and --ppl-fixture: `llama-perplexity -m GGUF -f TEXT -c 512 --chunks 6 -t 2` on
+data/sample/english-mix-valid-sample.txt, and `llama-completion --temp 0` on a short chat prompt
+(tests/test_smollm.c compares `dlqat ppl --protocol llama.cpp` and `dlqat generate --temp 0`).
+"""
+import argparse
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+
+import regex
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+SEP = "\n__ggml_vocab_test__\n"
+SEED = 135
+
+GPT2_RE = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
+DIGIT_RE = regex.compile(r"\p{N}")
+
+OWN = [
+    "Hello world",
+    " Hello world",
+    "Hello World!",
+    "The year 2024 had 366 days.",
+    "12345",
+    " 12345",
+    "3.14159",
+    "pi = 3.14159, e = 2.71828",
+    "1,000,000 and 1 000 000 and 1.000.000",
+    "Call 555-0123 now",
+    "a1b2c3",
+    "x  1",
+    "x   22",
+    "\t\t3",
+    "7\n\n8",
+    "version v1.2.3-rc4",
+    "don't I'll we're they've she'd it's I'm",
+    "DON'T I'LL WE'RE",
+    "'s 's' ''s",
+    "rock 'n' roll",
+    "multiple   spaces    here",
+    "trailing spaces   ",
+    "   leading spaces",
+    "tabs\tand\t\ttabs",
+    "line one\nline two\n\nline four",
+    "windows\r\nline\r\nendings",
+    "mixed \t \n whitespace\u00a0nbsp\u3000ideographic",
+    "\n",
+    " ",
+    "  ",
+    "\t",
+    "",
+    "café naïve résumé Ångström Øresund",
+    "Straße groß ÄÖÜ äöü",
+    "Привет, как дела?",
+    "Γειά σου Κόσμε",
+    "你好，世界！这是一个测试。",
+    "日本語のテキストとカタカナ",
+    "한국어 텍스트",
+    "مرحبا بالعالم ١٢٣ ٤٥٦",
+    "שלום עולם",
+    "नमस्ते दुनिया १२३",
+    "emoji 🙂😀🚀 and 👍🏽 and 👨‍👩‍👧",
+    "x² + y³ = z½ and Ⅻ",
+    "①②③ and ٣ and ๓",
+    "def f(x):\n    return x ** 2  # square\n",
+    "for (int i = 0; i < 10; i++) { sum += a[i]; }",
+    "if __name__ == \"__main__\":\n\tmain()",
+    "<html><body class=\"x\">Hi</body></html>",
+    "https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct?x=1&y=2",
+    "email: someone@example.com",
+    "$100.50 + €20 = £99.99 (approx.)",
+    "!!!???...---",
+    "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n",
+    "<|endoftext|>Hello<|endoftext|>",
+    "text <|im_start|> text",
+    "<|im_start",
+    "The quick brown fox jumps over the lazy dog. The quick brown fox jumps over the lazy dog.",
+]
+
+PALETTE = (list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") * 3 + list("0123456789") * 3 +
+           [" "] * 20 + ["\t", "\n", "\r", "\r\n", "  ", "\u00a0", "\u3000"] +
+           list("'''\".,;:!?-_()[]{}<>/\\@#$%^&*+=~`|") +
+           list("éèàçñöüßøåÆŒ") + list("中文字日本語한국") + list("مرحبا") + ["١", "٢", "३", "²", "½", "Ⅻ", "①"] +
+           ["🙂", "🚀", "👍🏽", "\u0301", "\u200d"] + ["'s", "'t", "'re", "'ll", "'d", "'m", "'ve"])
+
+
+def random_cases(n):
+    rng = random.Random(SEED)
+    out = []
+    for _ in range(n):
+        k = rng.randint(1, 24)
+        out.append("".join(rng.choice(PALETTE) for _ in range(k)))
+    return out
+
+
+def smollm_split(text):
+    """HF: Digits(individual_digits) then ByteLevel's GPT-2 regex on each piece between digits"""
+    words, pos = [], 0
+    for m in DIGIT_RE.finditer(text):
+        if m.start() > pos:
+            words += GPT2_RE.findall(text[pos:m.start()])
+        words.append(m.group())
+        pos = m.end()
+    if pos < len(text):
+        words += GPT2_RE.findall(text[pos:])
+    return words
+
+
+def run(cmd, **kw):
+    r = subprocess.run(cmd, capture_output=True, **kw)
+    if r.returncode != 0:
+        sys.exit(f"command failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr[-3000:]!r}")
+    return r
+
+
+def llama_ids(lb, gguf, data: bytes, tmp):
+    p = os.path.join(tmp, "in.txt")
+    with open(p, "wb") as f:
+        f.write(data)
+    r = run([lb("llama-tokenize"), "-m", gguf, "-f", p, "--ids", "--log-disable", "--no-escape"])
+    line = r.stdout.decode().strip().splitlines()[-1] if r.stdout.strip() else "[]"
+    if not (line.startswith("[") and line.endswith("]")):
+        sys.exit(f"llama-tokenize printed {line!r}")
+    return [int(x) for x in re.findall(r"-?\d+", line)]
+
+
+def fnv64(ids):
+    h = 1469598103934665603
+    for v in ids:
+        for b in (v & 0xFFFFFFFF).to_bytes(4, "little"):
+            h ^= b
+            h = (h * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def llama_version(lb):
+    r = subprocess.run([lb("llama-tokenize"), "--version"], capture_output=True, text=True)
+    m = re.search(r"version: (\d+) \(([0-9a-f]+)\)", r.stdout + r.stderr)
+    return f"build {m.group(1)} ({m.group(2)})" if m else "unknown"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--llama-bin")
+    ap.add_argument("--gguf", default=os.path.join(ROOT, "..", "shared", "data", "models", "smollm2-135m",
+                                                   "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "tests", "fixtures", "tokenizer", "smollm"))
+    ap.add_argument("--ppl-fixture", default=os.path.join(ROOT, "tests", "fixtures", "llamacpp", "smollm-ppl.json"))
+    ap.add_argument("--only", choices=["splits", "vectors", "ppl"], help="write only this part")
+    ap.add_argument("--chunks", type=int, default=6)
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+
+    shared_inp = os.path.join(ROOT, "..", "shared", "data", "models", "gguf-vocab")
+    cases = []
+    for name in ("ggml-vocab-gpt-2.gguf.inp", "ggml-vocab-llama-bpe.gguf.inp", "ggml-vocab-qwen2.gguf.inp"):
+        p = os.path.join(shared_inp, name)
+        if os.path.isfile(p):
+            txt = open(p, encoding="utf-8", newline="").read()
+            cases += txt.split(SEP)[:-1]
+    cases += OWN + random_cases(150)
+    seen, uniq = set(), []
+    for c in cases:
+        if c not in seen:
+            seen.add(c)
+            uniq.append(c)
+    cases = uniq
+
+    if a.only in (None, "splits"):
+        with open(os.path.join(a.out, "splits.json"), "w", encoding="utf-8") as f:
+            json.dump({"what": "smollm pre-tokenizer words (Python regex: Digits(individual) + GPT-2 regex), "
+                               "scripts/gen_smollm_vectors.py",
+                       "cases": [[c, smollm_split(c)] for c in cases]}, f, ensure_ascii=False, indent=0)
+            f.write("\n")
+        print(f"splits.json: {len(cases)} cases")
+        if a.only:
+            return 0
+
+    if not a.llama_bin:
+        sys.exit("--llama-bin DIR is needed for the llama.cpp vectors")
+    lb = lambda t: os.path.join(a.llama_bin, t)
+    if not os.path.isfile(a.gguf):
+        sys.exit(f"{a.gguf}: not found (sh scripts/fetch_smollm2.sh)")
+    ver = llama_version(lb)
+    tmp = tempfile.mkdtemp(prefix="dlq-smollm-")
+
+    if a.only in (None, "vectors"):
+        outs = []
+        for c in cases:
+            outs.append(llama_ids(lb, a.gguf, c.encode("utf-8"), tmp))
+        with open(os.path.join(a.out, "vectors.inp"), "w", encoding="utf-8", newline="") as f:
+            for c in cases:
+                f.write(c + SEP)
+        with open(os.path.join(a.out, "vectors.out"), "w") as f:
+            for ids in outs:
+                f.write(" ".join(map(str, ids)) + "\n")
+        texts = []
+        for rel, path in (("data/sample/english-mix-valid-sample.txt", os.path.join(ROOT, "data", "sample",
+                                                                                   "english-mix-valid-sample.txt")),
+                          ("../shared/data/text/wikitext-2-raw/wiki.test.raw.part1",
+                           os.path.join(ROOT, "..", "shared", "data", "text", "wikitext-2-raw", "wiki.test.raw.part1"))):
+            if not os.path.isfile(path):
+                continue
+            data = open(path, "rb").read()
+            ids = llama_ids(lb, a.gguf, data, tmp)
+            texts.append({"file": rel, "bytes": len(data), "n": len(ids), "fnv1a64": f"{fnv64(ids):016x}",
+                          "head": ids[:32], "tail": ids[-32:]})
+            print(f"{rel}: {len(data)} bytes -> {len(ids)} ids")
+        with open(os.path.join(a.out, "texts.json"), "w") as f:
+            json.dump({"what": "llama-tokenize -m GGUF -f FILE --ids --no-escape on whole files: id count, FNV-1a 64 of "
+                               "the ids as 4 little-endian bytes each, first and last 32 ids (scripts/gen_smollm_vectors.py)",
+                       "llama_cpp": ver, "gguf": os.path.basename(a.gguf), "texts": texts}, f, indent=1)
+            f.write("\n")
+        print(f"vectors: {len(cases)} cases, {sum(len(o) for o in outs)} ids; llama.cpp {ver}")
+
+    if a.only in (None, "ppl"):
+        text = "data/sample/english-mix-valid-sample.txt"
+        r = run([lb("llama-perplexity"), "-m", a.gguf, "-f", os.path.join(ROOT, text), "-c", "512", "--chunks",
+                 str(a.chunks), "-t", "2"])
+        log = (r.stdout + r.stderr).decode()
+        m = re.search(r"Final estimate: PPL = ([0-9.]+)", log)
+        if not m:
+            sys.exit("llama-perplexity printed no final estimate:\n" + log[-2000:])
+        ppl = float(m.group(1))
+        prompt = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+        n_gen = 24
+        r = run([lb("llama-completion"), "-m", a.gguf, "-p", prompt, "-n", str(n_gen), "--temp", "0", "-t", "2",
+                 "-no-cnv", "--no-display-prompt", "--no-escape", "--log-disable"])
+        comp = r.stdout.decode("utf-8")
+        comp = comp.replace("[end of text]", "").rstrip("\n")
+        prompt2 = "Once upon a time, there was a"
+        r = run([lb("llama-completion"), "-m", a.gguf, "-p", prompt2, "-n", str(n_gen), "--temp", "0", "-t", "2",
+                 "-no-cnv", "--no-display-prompt", "--no-escape", "--log-disable"])
+        comp2 = r.stdout.decode("utf-8").replace("[end of text]", "").rstrip("\n")
+        out = {"what": "llama-perplexity -m GGUF -f TEXT -c CTX --chunks CHUNKS -t 2, and llama-completion -p PROMPT -n N "
+                       "--temp 0 -no-cnv --no-display-prompt (scripts/gen_smollm_vectors.py)",
+               "llama_cpp": ver, "gguf": os.path.basename(a.gguf),
+               "sha256": "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+               "text": text, "ctx": 512, "chunks": a.chunks, "ppl_llamacpp": ppl,
+               "greedy": [{"prompt": prompt, "n": n_gen, "completion": comp},
+                          {"prompt": prompt2, "n": n_gen, "completion": comp2}]}
+        os.makedirs(os.path.dirname(a.ppl_fixture), exist_ok=True)
+        with open(a.ppl_fixture, "w", encoding="utf-8") as f:
+            json.dump(out, f, indent=1, ensure_ascii=False)
+            f.write("\n")
+        print(f"llama-perplexity {ppl} ({a.chunks} chunks of 512); completions {comp!r} / {comp2!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
