@@ -4,8 +4,12 @@
     .venv/bin/python scripts/gen_llama2c_fixture.py [--model models/stories260K/stories260K.bin]
 
 Writes tests/fixtures/llama2c/stories260K_ref.json + stories260K_ref.f32:
-  greedy_ids   BOS=1 followed by 64 greedy tokens (full-prefix recompute, fp32)
-  input_ids    the first 41 of them (BOS + 40 tokens): a realistic sequence
+  prompt_ids   BOS=1 + "Once upon a time" encoded by SentencePiece with tok512.model
+  greedy_ids   the prompt followed by greedy tokens, BOS + 256 ids (llama2.c's
+               `run -t 0.0` default of 256 steps; full-prefix recompute, fp32)
+  greedy_text  their SentencePiece decoding; asserted equal to the greedy sample
+               documented in models/stories260K/stories260K.md
+  input_ids    the first 41 greedy ids: a realistic sequence
   logits       little-endian float32 [len(input_ids), 512], logits at every position
 
 Also cross-checks the interleaved-RoPE model (scripts/torch_llama2c.py) against
@@ -26,8 +30,16 @@ from transformers import LlamaConfig, LlamaForCausalLM
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_llama2c as tl  # noqa: E402
 
-N_GREEDY = 64
+STEPS = 256
 N_INPUT = 41
+PROMPT = "Once upon a time"
+
+
+def documented_greedy(md_path):
+    """the text of the temperature-0 sample in the model card"""
+    md = open(md_path, encoding="utf-8").read()
+    start = md.index("-t 0.0\n") + len("-t 0.0\n")
+    return md[start:md.index("```", start)].rstrip("\n")
 
 
 def sample_nll(m, n, T, seed):
@@ -53,7 +65,15 @@ def main():
     m = tl.Llama2c(cfg, w)
     print("config", cfg, "| freq_cis table vs theta=10000: max err %.2g" % m.freq_table_err)
 
-    greedy = m.greedy([1], N_GREEDY)
+    import sentencepiece as spm
+    d = os.path.dirname(a.model)
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(d, "tok512.model"))
+    prompt_ids = [1] + sp.encode(PROMPT)
+    greedy = m.greedy(prompt_ids, STEPS + 1 - len(prompt_ids))  # run.c: 256 positions, each emits the next id
+    text = sp.decode(greedy[1:])
+    doc = documented_greedy(os.path.join(d, "stories260K.md"))
+    print("greedy text:", repr(text))
+    assert text == doc, "the greedy sample differs from the model card's"
     ids = greedy[:N_INPUT]
     logits = m(torch.tensor([ids]))[0]                      # [41, 512]
     os.makedirs(a.out, exist_ok=True)
@@ -105,8 +125,12 @@ def main():
         "input_ids": ids,
         "shape": [len(ids), cfg["vocab_size"]],
         "logits": "stories260K_ref.f32",
+        "prompt": PROMPT,
+        "prompt_ids": prompt_ids,
         "greedy_ids": greedy,
-        "greedy_new_tokens": N_GREEDY,
+        "greedy_new_tokens": STEPS + 1 - len(prompt_ids),
+        "greedy_text": text,
+        "greedy_text_equals_model_card": True,
         "greedy_min_top1_top2_margin": round(margin, 4),
         # top1-top2 logit gap at each greedy step: a C port in fp32 can flip a
         # near-tie; compare greedy ids only where the gap is comfortable

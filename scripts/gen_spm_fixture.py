@@ -186,6 +186,10 @@ def main():
     spv = spm.SentencePieceProcessor(model_file=variant)
     models["spm-variant"] = cases_for(spv, VARIANT_CASES)
 
+    tok512 = os.path.join(ROOT, "models", "stories260K", "tok512.model")
+    sp512 = spm.SentencePieceProcessor(model_file=tok512)
+    models["tok512"] = cases_for(sp512)
+
     llama = os.path.join(a.shared, "data", "models", "llama2-tokenizer", "tokenizer.model")
     if os.path.exists(llama):
         models["llama2"] = cases_for(spm.SentencePieceProcessor(model_file=llama))
@@ -195,6 +199,14 @@ def main():
     with open(os.path.join(OUT, "spm_cases.json"), "w") as fh:
         json.dump({"sentencepiece": spm.__version__, "models": models}, fh, separators=(",", ":"))
         fh.write("\n")
+
+    # stories260K's tokenizer on the shipped TinyStories evaluation text
+    ts = os.path.join(ROOT, "data", "sample", "tinystories-eval.txt")
+    raw = open(ts, "rb").read()
+    ids = sp512.encode(raw.decode("utf-8"))
+    with open(os.path.join(OUT, "tok512.tinystories-eval.ids.i32"), "wb") as fh:
+        fh.write(struct.pack("<%di" % len(ids), *ids))
+    print("tinystories-eval.txt: %d bytes -> %d ids (tok512)" % (len(raw), len(ids)))
 
     valid = os.path.join(a.shared, "data", "text", "english-mix", "valid.txt")
     if os.path.exists(valid):

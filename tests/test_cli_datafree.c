@@ -1,5 +1,5 @@
-/* End-to-end data-free path through the CLI on the shipped stories260K (no
- * tokenizer): sample -> info -> ppl --tokens -> quantize --loss kl on the
+/* End-to-end data-free path through the CLI on the shipped stories260K (token
+ * files only): sample -> info -> ppl --tokens -> quantize --loss kl on the
  * token file -> ppl of the .dlq; and clear errors for bad input. */
 #include <math.h>
 #include <stdio.h>
@@ -129,7 +129,10 @@ int main(void) {
     CHECK(rc == 2 && strstr(o, "--train-norms needs a trained method"), "--train-norms with RTN (rc %d): %s", rc, o);
     rc = t_run("build/dlqat ppl --model " M " --text /dev/null --tokens " DIR "/eval.tok", o, sizeof o);
     CHECK(rc == 2 && strstr(o, "one of --text or --tokens"), "both --text and --tokens (rc %d): %s", rc, o);
-    rc = t_run("build/dlqat quantize --model " M " --bits 3 --data tests/t.h --data-format text --out " DIR "/x.dlq", o, sizeof o);
+    /* the checkpoint alone (no tokenizer beside it): text data is refused */
+    CHECK(system("cp " M " " DIR "/notok.bin") == 0, "copy the checkpoint");
+    rc = t_run("build/dlqat quantize --model " DIR "/notok.bin --bits 3 --data tests/t.h --data-format text --out " DIR "/x.dlq",
+               o, sizeof o);
     CHECK(rc != 0 && strstr(o, "no tokenizer"), "text data without a tokenizer (rc %d): %s", rc, o);
     rc = t_run("build/dlqat sample --model " M " --n 2 --len 4096 --out " DIR "/x.tok", o, sizeof o);
     CHECK(rc != 0 && strstr(o, "exceeds the model's context"), "--len beyond the context (rc %d): %s", rc, o);

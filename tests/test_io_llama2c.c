@@ -1,11 +1,19 @@
-/* llama2.c checkpoint reader: stories260K from ../shared, synthetic files
- * (shared and unshared classifier), header validation, and fuzz-style
- * truncation / mutation robustness. */
+/* llama2.c checkpoint reader: the shipped stories260K (Karpathy's original,
+ * with its 512-token tokenizer found beside it: the greedy sample of its model
+ * card, token for token), synthetic files (shared and unshared classifier),
+ * header validation, and fuzz-style truncation / mutation robustness. */
 #include "io/llama2c.h"
 
 #include <stdint.h>
 
+#include <jansson.h>
+
+#include "model/forward.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
 #include "t.h"
+
+#define STORIES "models/stories260K/stories260K.bin"
 
 static uint64_t rng_state;
 static uint64_t rnd(void) {
@@ -21,12 +29,76 @@ static float at(const float *p, size_t i) {
     return f;
 }
 
-static void test_stories(void) {
-    const char *path = t_shared("models/stories260K/stories260K.bin");
-    if (!path) {
-        SKIP("../shared/data/models/stories260K absent");
+/* the temperature-0 sample of the model card (models/stories260K/stories260K.md) */
+static char *card_sample(void) {
+    FILE *f = fopen("models/stories260K/stories260K.md", "rb");
+    if (!f) return NULL;
+    static char md[1 << 14];
+    size_t n = fread(md, 1, sizeof md - 1, f);
+    fclose(f);
+    md[n] = 0;
+    char *a = strstr(md, "-t 0.0\n"), *b = a ? strstr(a, "```") : NULL;
+    if (!b) return NULL;
+    a += strlen("-t 0.0\n");
+    while (b > a && b[-1] == '\n') b--;
+    *b = 0;
+    return a;
+}
+
+/* "Once upon a time", greedy, 256 positions (llama2.c's run -t 0.0): the model card's text, and
+ * the ids of the PyTorch reference (tests/fixtures/llama2c, prompt encoded by python sentencepiece) */
+static void test_greedy_sample(void) {
+    dlq_model *m = NULL;
+    dlq_err e = {0};
+    if (dlq_model_load(&m, STORIES, NULL, &e)) { CHECK(0, "load: %s", e.msg); return; }
+    CHECK(m->tok != NULL && dlq_tok_vocab_size(m->tok) == 512, "tok512.bin found beside the checkpoint");
+    json_t *r = json_load_file("tests/fixtures/llama2c/stories260K_ref.json", 0, NULL);
+    json_t *pj = json_object_get(r, "prompt_ids"), *gj = json_object_get(r, "greedy_ids");
+    const char *want = card_sample();
+    if (!m->tok || !r || !want) {
+        CHECK(0, "tokenizer, fixture or model card missing");
+        json_decref(r);
+        dlq_model_destroy(m);
         return;
     }
+    int32_t *ids = NULL;
+    size_t np = 0;
+    CHECK(dlq_tok_encode(m->tok, "Once upon a time", 16, 1, &ids, &np, &e) == 0, "encode: %s", e.msg);
+    int same_prompt = np == json_array_size(pj);
+    for (size_t i = 0; same_prompt && i < np; i++) same_prompt = ids[i] == json_integer_value(json_array_get(pj, i));
+    CHECK(same_prompt, "prompt ids differ from sentencepiece's");
+    const int N = 257; /* BOS + 256 */
+    int32_t *g = calloc(N, sizeof *g);
+    float *lg = malloc((size_t)np * 512 * sizeof *lg);
+    dlq_state *s = NULL;
+    int rc = ids && g && lg ? dlq_state_create(&s, m, 1, (int)np, N, &e) : -1;
+    if (!rc) {
+        memcpy(g, ids, np * sizeof *g);
+        rc = dlq_forward(m, s, g, 1, (int)np, 0, lg, 1, &e);
+        for (int t = (int)np; t < N && !rc; t++) {
+            int best = 0;
+            for (int j = 1; j < 512; j++) best = lg[j] > lg[best] ? j : best;
+            g[t] = best;
+            if (t + 1 < N) rc = dlq_forward(m, s, g + t, 1, 1, t, lg, 1, &e);
+        }
+    }
+    CHECK(rc == 0, "greedy decode: %s", e.msg);
+    int same = 0;
+    while (same < N && (size_t)same < json_array_size(gj) && g[same] == json_integer_value(json_array_get(gj, same))) same++;
+    CHECK(same == N && json_array_size(gj) == (size_t)N, "greedy ids equal the PyTorch reference's for %d of %d", same, N);
+    char *text = NULL;
+    size_t tl = 0;
+    CHECK(dlq_tok_decode(m->tok, g, N, &text, &tl, &e) == 0, "decode: %s", e.msg);
+    CHECK(text && !strcmp(text, want), "greedy text differs from the model card's:\n%s\n---\n%s", text ? text : "", want);
+    if (text && !strcmp(text, want)) printf("greedy sample of the model card reproduced (%d ids, %zu bytes)\n", N, tl);
+    free(text); free(ids); free(g); free(lg);
+    dlq_state_destroy(s);
+    json_decref(r);
+    dlq_model_destroy(m);
+}
+
+static void test_stories(void) {
+    const char *path = STORIES;
     dlq_llama2c m;
     dlq_err e = {0};
     int rc = dlq_llama2c_open(&m, path, &e);
@@ -144,6 +216,7 @@ int main(void) {
     printf("test_io_llama2c: seed 0x%llx (set DLQ_SEED to change)\n", (unsigned long long)seed);
     rng_state = seed;
     test_stories();
+    test_greedy_sample();
     test_synthetic();
     const int32_t h[7] = {8, 12, 1, 2, 1, -6, 4};
     size_t size, nf;
@@ -165,7 +238,7 @@ int main(void) {
         free(m);
     }
     free(img);
-    const char *st = t_shared("models/stories260K/stories260K.bin");
+    const char *st = STORIES;
     dlq_mapfile mf;
     dlq_err e = {0};
     if (st && dlq_mapfile_open(&mf, st, &e) == 0) {

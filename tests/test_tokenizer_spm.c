@@ -249,6 +249,45 @@ static void test_llama2(json_t *root) {
     if (!rc) dlq_tok_destroy(t);
 }
 
+/* stories260K's 512-token tokenizer, shipped as tok512.model (SentencePiece, normalizer with
+ * remove_extra_whitespaces) and tok512.bin (llama2.c: pieces and scores only, no normalizer, so
+ * runs of spaces are kept as llama2.c's run.c keeps them): the .model equals python sentencepiece
+ * on the fixture cases (whitespace runs included); both equal it on the shipped TinyStories
+ * evaluation text (59,086 ids; no leading or repeated spaces there) and decode it back byte for byte */
+static void test_tok512(json_t *root) {
+    json_t *cases = root ? json_object_get(json_object_get(root, "models"), "tok512") : NULL;
+    size_t tl = 0, el = 0;
+    char *text = slurp("data/sample/tinystories-eval.txt", &tl), *expb = slurp(FIX "tok512.tinystories-eval.ids.i32", &el);
+    CHECK(cases && text && expb, "tok512 cases, tinystories-eval.txt or its id fixture missing");
+    size_t ne = el / 4;
+    int32_t *exp = malloc(ne * sizeof *exp + 1);
+    for (size_t i = 0; exp && expb && i < ne; i++) memcpy(&exp[i], expb + 4 * i, 4); /* little-endian hosts */
+    const char *paths[] = {"models/stories260K/tok512.model", "models/stories260K/tok512.bin"};
+    for (int k = 0; k < 2 && cases && text && expb && exp; k++) {
+        dlq_tokenizer *t;
+        dlq_err err;
+        int rc = k == 0 ? dlq_tok_load_spm(&t, paths[k], &err) : dlq_tok_load_llama2c(&t, paths[k], 512, &err);
+        CHECK(rc == 0, "load %s: %s", paths[k], err.msg);
+        if (rc) continue;
+        if (k == 0) run_cases(t, cases, paths[k]);
+        int32_t *ids;
+        size_t n;
+        rc = dlq_tok_encode(t, text, tl, 0, &ids, &n, &err);
+        CHECK(rc == 0 && same_ids(paths[k], ids, n, exp, ne), "%s: tinystories-eval.txt ids differ from sentencepiece",
+              paths[k]);
+        if (!rc) {
+            char *out;
+            size_t ol;
+            CHECK(dlq_tok_decode(t, ids, n, &out, &ol, &err) == 0 && ol == tl && !memcmp(out, text, tl),
+                  "%s: decode(encode(text)) != text", paths[k]);
+            if (ol == tl) free(out);
+            free(ids);
+        }
+        dlq_tok_destroy(t);
+    }
+    free(exp); free(expb); free(text);
+}
+
 /* llama.cpp tests/test-tokenizer-0: inputs separated by "\n__ggml_vocab_test__\n",
  * one output line of ids (no BOS) per input. */
 static void test_llamacpp_vectors(json_t *root) {
@@ -460,6 +499,7 @@ int main(void) {
     test_llama2c_roundtrip(root, dir);
     test_valid_txt();
     test_llama2(root);
+    test_tok512(root);
     test_llamacpp_vectors(root);
     test_corrupt(dir);
     char bin[600];

@@ -62,7 +62,8 @@ int dlq_load_llama2c_model(dlq_model *m, const char *path, const dlq_load_opts *
         set_f32(&L->w_down, f->w2 + l * D * H, D, H);
         set_f32(&L->w_up, f->w3 + l * H * D, H, D);
     }
-    /* tokenizer: --tokenizer, else tokenizer.bin beside the checkpoint (llama2.c's convention) */
+    /* tokenizer: --tokenizer, else beside the checkpoint tokenizer.bin (llama2.c's default), or
+       tok<vocab_size>.model / .bin (llama2.c's names for a custom vocabulary, e.g. tok512) */
     const char *tp = opts ? opts->tokenizer_path : NULL;
     char buf[1200];
     if (!tp) {
@@ -72,6 +73,12 @@ int dlq_load_llama2c_model(dlq_model *m, const char *path, const dlq_load_opts *
         size_t n = strlen(buf);
         snprintf(buf + n, sizeof buf - n, "tokenizer.bin");
         if (dlq_path_exists(buf)) tp = buf;
+        else {
+            /* the SentencePiece model first: it carries the normalizer the model was trained with */
+            snprintf(buf + n, sizeof buf - n, "tok%d.model", c->vocab_size);
+            if (!dlq_path_exists(buf)) snprintf(buf + n, sizeof buf - n, "tok%d.bin", c->vocab_size);
+            if (dlq_path_exists(buf)) tp = buf;
+        }
     }
     if (tp && (rc = dlq_tok_load_file(&m->tok, tp, c->vocab_size, err))) return rc;
     if (tp) dlq_model_note_tokenizer(m, tp);

@@ -212,26 +212,42 @@ int dlq_spm_encode(const dlq_tokenizer *t, const char *text, size_t len, int32_t
     if (!norm) return dlq_errf(err, DLQ_ENOMEM, "spm encode: out of memory for %zu bytes of text", len);
 
     /* 1. normalize */
-    size_t m = 0;
-    if (t->add_dummy_prefix) {
+    /* remove_extra_whitespaces (sentencepiece's normalizer.cc): leading spaces dropped, a space
+       right after a space (or after the dummy prefix) dropped, trailing spaces dropped; only ' ' */
+    size_t m = 0, i0 = 0;
+    int rx = t->remove_extra_ws, prev_space = rx;
+    if (rx)
+        while (i0 < len && in[i0] == ' ') i0++;
+    if (t->add_dummy_prefix && (i0 < len || !rx)) {
         memcpy(norm, k_ws, 3);
         m = 3;
     }
-    for (size_t i = 0; i < len;) {
+    for (size_t i = i0; i < len;) {
         size_t l = dlq_spm_utf8_len(in + i, len - i);
         if (l == 0) {
             memcpy(norm + m, "\xef\xbf\xbd", 3);
             m += 3;
             i++;
+            prev_space = 0;
         } else if (in[i] == ' ') {
-            memcpy(norm + m, k_ws, 3);
-            m += 3;
+            if (!prev_space) {
+                memcpy(norm + m, k_ws, 3);
+                m += 3;
+            }
+            prev_space = rx;
             i++;
         } else {
             memcpy(norm + m, in + i, l);
             m += l;
             i += l;
+            prev_space = 0;
         }
+    }
+    if (rx)
+        while (m >= 3 && memcmp(norm + m - 3, k_ws, 3) == 0) m -= 3;
+    if (m == 0) {
+        free(norm);
+        return DLQ_OK;
     }
 
     /* user-defined pieces: longest match first. Segmentation: when no

@@ -6,9 +6,9 @@
  *                   35: byte_fallback, 40..43: unk/bos/eos/pad id
  *   NormalizerSpec  1: name, 2: precompiled_charsmap, 3: add_dummy_prefix (default true),
  *                   4: remove_extra_whitespaces (default true), 5: escape_whitespaces (default true)
- * Only what the identity normalizer does is supported (Llama, Mistral, TinyLlama
- * and the fixtures): a model with a precompiled charsmap (nmt_nfkc ...),
- * remove_extra_whitespaces, no whitespace escaping, whitespace-as-suffix or a
+ * Only the identity normalizer is supported (Llama, Mistral, TinyLlama, llama2.c's
+ * tok512 and the fixtures), with or without remove_extra_whitespaces: a model with a
+ * precompiled charsmap (nmt_nfkc ...), no whitespace escaping, whitespace-as-suffix or a
  * non-BPE model type is refused with DLQ_EUNSUP and a message saying which.
  * tokenizer_config.json is NOT read here: dlq_tok_load_file applies it. */
 #include <string.h>
@@ -206,8 +206,6 @@ static int load_from(dlq_tokenizer **out, const uint8_t *data, size_t size, cons
             return dlq_errf(err, DLQ_EUNSUP,
                             "%s: normalizer '%s' with a precompiled charsmap is not supported (only identity)",
                             path, s.name);
-        if (s.remove_extra_ws)
-            return dlq_errf(err, DLQ_EUNSUP, "%s: normalizer remove_extra_whitespaces=true is not supported", path);
         if (!s.escape_ws)
             return dlq_errf(err, DLQ_EUNSUP, "%s: normalizer escape_whitespaces=false is not supported", path);
     }
@@ -245,6 +243,7 @@ static int load_from(dlq_tokenizer **out, const uint8_t *data, size_t size, cons
     t->pad = valid_id(s.pad_id, t->n_vocab);
     t->add_dummy_prefix = have_norm ? s.add_dummy_prefix : 1;
     t->byte_fallback = s.byte_fallback;
+    t->remove_extra_ws = have_norm ? s.remove_extra_ws : 1; /* sentencepiece's default */
     t->add_bos = 1; /* Llama's default; tokenizer_config.json may override */
     t->add_eos = 0;
     *out = t;

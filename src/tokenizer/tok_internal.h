@@ -32,6 +32,7 @@ struct dlq_tokenizer {
     int add_bos, add_eos;
     int add_dummy_prefix; /* spm: prepend "▁" (default 1) */
     int byte_fallback;    /* spm: unknown chars -> <0xXX> byte tokens */
+    int remove_extra_ws;  /* spm normalizer: drop leading / trailing spaces, collapse runs of ' ' */
     int32_t byte_ids[256]; /* spm: id of <0xXX>, -1 if absent */
 
     /* byte-level BPE state (owned by bpe.c; NULL for spm) */

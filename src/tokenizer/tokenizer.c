@@ -270,7 +270,9 @@ static int decode_spm(const dlq_tokenizer *t, const int32_t *ids, size_t n, sbuf
         } else if (put_spm_piece(b, t->pieces[id], t->piece_len[id], bos_ws)) {
             goto oom;
         }
-        bos_ws = 0;
+        /* with remove_extra_whitespaces sentencepiece keeps stripping while the text is still
+           empty: a lone "▁" at the start decodes to nothing */
+        if (!(t->remove_extra_ws && bos_ws && t->piece_len[id] == 3 && !memcmp(t->pieces[id], k_ws, 3))) bos_ws = 0;
     }
     if (flush_bytes(b, by, nb)) goto oom;
     free(by);
