@@ -26,9 +26,13 @@ Writes, into --out:
       Sequence[Digits(individual_digits=true), ByteLevel(use_regex=true)]: each \\p{N} code point
       alone, the GPT-2 regex on the text between them) -- an independent reference for
       dlq_bpe_split_next that needs no model (tests/test_tokenizer_bpe.c);
-and --ppl-fixture: `llama-perplexity -m GGUF -f TEXT -c 512 --chunks 6 -t 2` on
-data/sample/english-mix-valid-sample.txt, and `llama-completion --temp 0` on a short chat prompt
-(tests/test_smollm.c compares `dlqat ppl --protocol llama.cpp` and `dlqat generate --temp 0`).
+and --ppl-fixture: `llama-perplexity -m GGUF -f TEXT -c 512 --chunks 4 -t 2` on
+data/sample/english-mix-valid-sample.txt and `llama-completion --temp 0` on a chat prompt and a plain
+one, each on the GGUF and on an F32 copy of its weights (written here with gguf-py's dequantizers,
+so that part needs the `gguf` package, e.g. 0.19.0 in a venv: --f32-gguf reuses a copy). On the
+Q4_1 file llama.cpp's CPU kernels quantize the activations to 8 bits; on the F32 copy it computes in
+fp32 as dlqat does (tests/test_smollm.c compares `dlqat ppl --protocol llama.cpp` with both numbers
+and greedy decoding with both texts).
 """
 import argparse
 import json
@@ -157,6 +161,45 @@ def llama_ids(lb, gguf, data: bytes, tmp):
     return [int(x) for x in re.findall(r"-?\d+", line)]
 
 
+def llama_ppl(lb, gguf, text, chunks):
+    r = run([lb("llama-perplexity"), "-m", gguf, "-f", text, "-c", "512", "--chunks", str(chunks), "-t", "2"])
+    log = (r.stdout + r.stderr).decode()
+    m = re.search(r"Final estimate: PPL = ([0-9.]+)", log)
+    if not m:
+        sys.exit("llama-perplexity printed no final estimate:\n" + log[-2000:])
+    return float(m.group(1))
+
+
+def llama_complete(lb, gguf, prompt, n):
+    r = run([lb("llama-completion"), "-m", gguf, "-p", prompt, "-n", str(n), "--temp", "0", "-t", "2", "-no-cnv",
+             "--no-display-prompt", "--no-escape"])
+    # llama-completion prints " [end of text]" after an end-of-generation token, and "\n\n" at the end
+    return r.stdout.decode("utf-8").replace(" [end of text]", "").rstrip("\n")
+
+
+def write_f32_gguf(src, dst):
+    """every tensor dequantized to F32 by gguf-py, metadata copied (needs the gguf package, e.g. 0.19.0)"""
+    import gguf
+    import numpy as np
+    from gguf import GGUFValueType as VT
+    r = gguf.GGUFReader(src)
+    w = gguf.GGUFWriter(dst, arch=r.fields["general.architecture"].contents())
+    for k, f in r.fields.items():
+        if k.startswith("GGUF.") or k == "general.architecture":
+            continue
+        if f.types[0] == VT.ARRAY:
+            w.add_key_value(k, f.contents(), VT.ARRAY, sub_type=f.types[-1])
+        else:
+            w.add_key_value(k, f.contents(), f.types[0])
+    for t in r.tensors:
+        y = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
+        w.add_tensor(t.name, y.reshape([int(x) for x in reversed(t.shape)]))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def fnv64(ids):
     h = 1469598103934665603
     for v in ids:
@@ -168,8 +211,8 @@ def fnv64(ids):
 
 def llama_version(lb):
     r = subprocess.run([lb("llama-tokenize"), "--version"], capture_output=True, text=True)
-    m = re.search(r"version: (\d+) \(([0-9a-f]+)\)", r.stdout + r.stderr)
-    return f"build {m.group(1)} ({m.group(2)})" if m else "unknown"
+    m = re.search(r"version: ([^\n]+)", r.stdout + r.stderr)  # "0.5.0-dev (build 1, commit 0c1e570)"
+    return m.group(1).strip() if m else "unknown"
 
 
 def main():
@@ -180,7 +223,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "fixtures", "tokenizer", "smollm"))
     ap.add_argument("--ppl-fixture", default=os.path.join(ROOT, "tests", "fixtures", "llamacpp", "smollm-ppl.json"))
     ap.add_argument("--only", choices=["splits", "vectors", "ppl"], help="write only this part")
-    ap.add_argument("--chunks", type=int, default=6)
+    ap.add_argument("--chunks", type=int, default=4)
+    ap.add_argument("--f32-gguf", help="the F32 copy of --gguf (written with gguf-py when absent)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
 
@@ -247,36 +291,33 @@ def main():
         print(f"vectors: {len(cases)} cases, {sum(len(o) for o in outs)} ids; llama.cpp {ver}")
 
     if a.only in (None, "ppl"):
+        # the same weights as an F32 GGUF (gguf-py's dequantizers): llama.cpp then multiplies in fp32 like us, where on
+        # the Q4_1 file its CPU kernels quantize the activations to 8 bits (Q8_1 / Q8_0)
+        f32 = a.f32_gguf or os.path.join(tmp, "smollm2-f32.gguf")
+        if not os.path.isfile(f32):
+            write_f32_gguf(a.gguf, f32)
         text = "data/sample/english-mix-valid-sample.txt"
-        r = run([lb("llama-perplexity"), "-m", a.gguf, "-f", os.path.join(ROOT, text), "-c", "512", "--chunks",
-                 str(a.chunks), "-t", "2"])
-        log = (r.stdout + r.stderr).decode()
-        m = re.search(r"Final estimate: PPL = ([0-9.]+)", log)
-        if not m:
-            sys.exit("llama-perplexity printed no final estimate:\n" + log[-2000:])
-        ppl = float(m.group(1))
-        prompt = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
-        n_gen = 24
-        r = run([lb("llama-completion"), "-m", a.gguf, "-p", prompt, "-n", str(n_gen), "--temp", "0", "-t", "2",
-                 "-no-cnv", "--no-display-prompt", "--no-escape", "--log-disable"])
-        comp = r.stdout.decode("utf-8")
-        comp = comp.replace("[end of text]", "").rstrip("\n")
-        prompt2 = "Once upon a time, there was a"
-        r = run([lb("llama-completion"), "-m", a.gguf, "-p", prompt2, "-n", str(n_gen), "--temp", "0", "-t", "2",
-                 "-no-cnv", "--no-display-prompt", "--no-escape", "--log-disable"])
-        comp2 = r.stdout.decode("utf-8").replace("[end of text]", "").rstrip("\n")
-        out = {"what": "llama-perplexity -m GGUF -f TEXT -c CTX --chunks CHUNKS -t 2, and llama-completion -p PROMPT -n N "
-                       "--temp 0 -no-cnv --no-display-prompt (scripts/gen_smollm_vectors.py)",
+        ppl = llama_ppl(lb, a.gguf, os.path.join(ROOT, text), a.chunks)
+        ppl32 = llama_ppl(lb, f32, os.path.join(ROOT, text), a.chunks)
+        greedy = []
+        for prompt in ("<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n",
+                       "Once upon a time, there was a"):
+            n_gen = 24
+            cq, cf = llama_complete(lb, a.gguf, prompt, n_gen), llama_complete(lb, f32, prompt, n_gen)
+            greedy.append({"prompt": prompt, "n": n_gen, "completion": cq, "completion_f32": cf})
+            print(f"greedy {prompt!r}: Q4_1 {cq!r}, F32 {cf!r}")
+        out = {"what": "llama-perplexity -m GGUF -f TEXT -c CTX --chunks CHUNKS -t 2 (ppl_llamacpp), the same on the GGUF's "
+                       "weights written as F32 by gguf-py (ppl_llamacpp_f32), and llama-completion -p PROMPT -n N --temp 0 "
+                       "-no-cnv --no-display-prompt on both (completion, completion_f32) (scripts/gen_smollm_vectors.py)",
                "llama_cpp": ver, "gguf": os.path.basename(a.gguf),
                "sha256": "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-               "text": text, "ctx": 512, "chunks": a.chunks, "ppl_llamacpp": ppl,
-               "greedy": [{"prompt": prompt, "n": n_gen, "completion": comp},
-                          {"prompt": prompt2, "n": n_gen, "completion": comp2}]}
+               "text": text, "ctx": 512, "chunks": a.chunks, "ppl_llamacpp": ppl, "ppl_llamacpp_f32": ppl32,
+               "greedy": greedy}
         os.makedirs(os.path.dirname(a.ppl_fixture), exist_ok=True)
         with open(a.ppl_fixture, "w", encoding="utf-8") as f:
             json.dump(out, f, indent=1, ensure_ascii=False)
             f.write("\n")
-        print(f"llama-perplexity {ppl} ({a.chunks} chunks of 512); completions {comp!r} / {comp2!r}")
+        print(f"llama-perplexity {ppl} (F32 copy {ppl32}; {a.chunks} chunks of 512)")
     return 0
 
 
