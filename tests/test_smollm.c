@@ -192,6 +192,38 @@ static size_t common_prefix(const char *a, const char *b) {
     return i;
 }
 
+/* The GGUF's vocabulary as a Hugging Face tokenizer.json with SmolLM2's pre-tokenizer
+ * (Sequence[Digits(individual_digits), ByteLevel]; its 17 CONTROL tokens as special added tokens),
+ * for the tokenizer.json loader: it must give llama.cpp's ids too (HF tokenizers 0.23.3 on this file
+ * gives them as well: checked by hand, every vector and both whole files). */
+static int write_hf_json(const dlq_gguf *g, const char *path) {
+    const dlq_gguf_kv *tk = dlq_gguf_find(g, "tokenizer.ggml.tokens"), *mk = dlq_gguf_find(g, "tokenizer.ggml.merges");
+    const dlq_gguf_kv *yk = dlq_gguf_find(g, "tokenizer.ggml.token_type");
+    if (!tk || !mk || !yk) return -1;
+    json_t *vocab = json_object(), *merges = json_array(), *added = json_array();
+    for (uint64_t i = 0; i < tk->arr_n; i++) {
+        dlq_gguf_str t = dlq_gguf_arr_str(tk, i);
+        char *k = strndup(t.ptr, (size_t)t.len);
+        json_object_set_new(vocab, k, json_integer((json_int_t)i));
+        if (dlq_gguf_arr_int(yk, i) == DLQ_TOKTYPE_CONTROL)
+            json_array_append_new(added, json_pack("{s:I, s:s, s:b, s:b, s:b, s:b, s:b}", "id", (json_int_t)i, "content", k,
+                                                   "single_word", 0, "lstrip", 0, "rstrip", 0, "normalized", 0, "special", 1));
+        free(k);
+    }
+    for (uint64_t i = 0; i < mk->arr_n; i++) {
+        dlq_gguf_str m = dlq_gguf_arr_str(mk, i);
+        json_array_append_new(merges, json_stringn(m.ptr, (size_t)m.len));
+    }
+    json_t *root = json_pack(
+        "{s:s, s:o, s:n, s:{s:s, s:[{s:s, s:b}, {s:s, s:b, s:b, s:b}]}, s:n, s:{s:s, s:b, s:b, s:b}, s:{s:s, s:n, s:o, s:o}}", "version", "1.0",
+        "added_tokens", added, "normalizer", "pre_tokenizer", "type", "Sequence", "pretokenizers", "type", "Digits",
+        "individual_digits", 1, "type", "ByteLevel", "add_prefix_space", 0, "trim_offsets", 1, "use_regex", 1, "post_processor",
+        "decoder", "type", "ByteLevel", "add_prefix_space", 0, "trim_offsets", 1, "use_regex", 1, "model", "type", "BPE", "dropout", "vocab", vocab, "merges", merges);
+    int rc = root ? json_dump_file(root, path, JSON_COMPACT) : -1;
+    json_decref(root);
+    return rc;
+}
+
 /* stdout of a command (stderr dropped), one thread, passive OpenMP waits */
 static int run_out(const char *cmd, char *out, size_t cap) {
     char full[4096];
@@ -230,6 +262,19 @@ int main(void) {
         test_texts(t);
         dlq_tok_destroy(t);
     }
+    /* the same vocabulary as a tokenizer.json with SmolLM2's Hugging Face pre-tokenizer */
+    if (system("mkdir -p " DIR) != 0) CHECK(0, "mkdir " DIR);
+    rc = write_hf_json(&g, DIR "/tokenizer.json");
+    CHECK(rc == 0, "writing " DIR "/tokenizer.json");
+    if (!rc) {
+        rc = dlq_tok_load_hf_json(&t, DIR "/tokenizer.json", &err);
+        CHECK(rc == 0, "tokenizer.json: %s", err.msg);
+        if (!rc) {
+            printf("tokenizer.json, Sequence[Digits, ByteLevel]:\n");
+            test_vectors(t);
+            dlq_tok_destroy(t);
+        }
+    }
     dlq_gguf_close(&g);
 
     /* 2. the whole model: load time, dlqat info */
@@ -257,7 +302,6 @@ int main(void) {
     json_t *fx = json_load_file(PPL_FIX, 0, &je);
     CHECK(fx != NULL, PPL_FIX ": %s", fx ? "" : je.text);
     if (!fx) { dlq_model_destroy(m); return T_DONE(); }
-    if (system("mkdir -p " DIR) != 0) CHECK(0, "mkdir " DIR);
     const char *text = json_string_value(json_object_get(fx, "text"));
     int ctx = (int)json_integer_value(json_object_get(fx, "ctx")), chunks = (int)json_integer_value(json_object_get(fx, "chunks"));
     double want = json_number_value(json_object_get(fx, "ppl_llamacpp"));

@@ -449,11 +449,98 @@ static void test_speed(void) {
     free(text);
 }
 
+/* tokenizer.json with SmolLM's Hugging Face pre-tokenizer, Sequence[Digits(individual_digits),
+ * ByteLevel]: the 1k GPT-2 fixture rewritten to use it must encode every smollm split case as the
+ * plain GPT-2 tokenizer encodes the case's words (Python regex's split, smollm/splits.json) one by
+ * one; and its variants that HF would run differently are refused. */
+static void test_hf_digits(void) {
+    const char *src_path = FIX "bpe-gpt2/tokenizer.json";
+    char *src = NULL;
+    size_t n = 0;
+    dlq_err err = {0};
+    if (dlq_read_file(src_path, &src, &n, &err)) { CHECK(0, "%s", err.msg); return; }
+    static const char from[] = "\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"trim_offsets\":true,"
+                               "\"use_regex\":true}";
+    static const char to[] = "\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Digits\",\"individual_digits\":"
+                             "true},{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"trim_offsets\":true,\"use_regex\":true}]}";
+    char dir[] = "/tmp/dlq_bpe_digits_XXXXXX";
+    if (!mkdtemp(dir)) { CHECK(0, "mkdtemp"); free(src); return; }
+    char path[128];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    size_t mn = 0;
+    char *mm = replace_once(src, n, from, to, &mn);
+    CHECK(mm != NULL, "pre_tokenizer not found in %s", src_path);
+    dlq_tokenizer *dg = NULL, *g2 = NULL;
+    if (mm && write_file(path, mm, mn) == 0) {
+        int rc = dlq_tok_load_hf_json(&dg, path, &err);
+        CHECK(rc == 0, "Sequence[Digits, ByteLevel]: %s", err.msg);
+    }
+    CHECK(dlq_tok_load_hf_json(&g2, src_path, &err) == 0, "%s", err.msg);
+    json_error_t je;
+    json_t *root = json_load_file(FIX "smollm/splits.json", 0, &je);
+    CHECK(root != NULL, "smollm/splits.json: %s", root ? "" : je.text);
+    size_t ncase = 0, nbad = 0, i;
+    json_t *c;
+    if (dg && g2 && root) json_array_foreach(json_object_get(root, "cases"), i, c) {
+        const char *text = json_string_value(json_array_get(c, 0));
+        size_t tl = json_string_length(json_array_get(c, 0));
+        if (strstr(text, "<|")) continue; /* added tokens: matched before any pre-tokenizer */
+        int32_t *ids = NULL, *ref = NULL;
+        size_t ni = 0, nr = 0, cr = 0, k;
+        json_t *w;
+        int rc = dlq_tok_encode(dg, text, tl, 0, &ids, &ni, &err);
+        json_array_foreach(json_array_get(c, 1), k, w) {
+            int32_t *wi = NULL;
+            size_t wn = 0;
+            rc |= dlq_tok_encode(g2, json_string_value(w), json_string_length(w), 0, &wi, &wn, &err);
+            if (nr + wn > cr) { cr = (nr + wn) * 2 + 16; ref = realloc(ref, cr * sizeof *ref); }
+            if (wn) memcpy(ref + nr, wi, wn * sizeof *wi);
+            nr += wn;
+            free(wi);
+        }
+        if (rc || ni != nr || (ni && memcmp(ids, ref, ni * sizeof *ids))) {
+            if (!nbad) fprintf(stderr, "    Digits+ByteLevel encoding of \"%s\" differs from its words' GPT-2 encodings\n", text);
+            nbad++;
+        }
+        ncase++;
+        free(ids);
+        free(ref);
+    }
+    CHECK(ncase > 200 && nbad == 0, "tokenizer.json Sequence[Digits, ByteLevel]: %zu of %zu cases differ", nbad, ncase);
+    printf("tokenizer.json Sequence[Digits, ByteLevel]: %zu cases = GPT-2 on the smollm words\n", ncase);
+    dlq_tok_destroy(dg);
+    dlq_tok_destroy(g2);
+    json_decref(root);
+    /* what HF would run differently: refused */
+    static const struct { const char *from, *to, *msg; } edits[] = {
+        {"\"individual_digits\":true", "\"individual_digits\":false", "individual_digits=false"},
+        {"\"add_prefix_space\":false", "\"add_prefix_space\":true", "add_prefix_space=true"},
+        {"\"use_regex\":true}]", "\"use_regex\":false}]", "use_regex=false"},
+    };
+    for (size_t e = 0; mm && e < sizeof edits / sizeof edits[0]; e++) {
+        size_t en = 0;
+        char *em = replace_once(mm, mn, edits[e].from, edits[e].to, &en);
+        CHECK(em != NULL, "edit %zu: \"%s\" not found", e, edits[e].from);
+        if (!em) continue;
+        write_file(path, em, en);
+        dlq_tokenizer *t = NULL;
+        int rc = dlq_tok_load_hf_json(&t, path, &err);
+        CHECK(rc == DLQ_EUNSUP && strstr(err.msg, edits[e].msg), "edit %zu: rc %d, \"%s\"", e, rc, err.msg);
+        if (!rc) dlq_tok_destroy(t);
+        free(em);
+    }
+    free(mm);
+    free(src);
+    remove(path);
+    rmdir(dir);
+}
+
 int main(void) {
     test_gguf_gpt2();
     test_splits();
     test_hf_cases();
     test_corrupt();
+    test_hf_digits();
     test_speed();
     return T_DONE();
 }

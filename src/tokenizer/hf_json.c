@@ -4,7 +4,8 @@
  * Accepted: model.type "BPE" with vocab (piece -> id) and merges (either
  * "a b" strings or [a, b] pairs); pre_tokenizer ByteLevel(use_regex=true)
  * (the GPT-2 regex) or Sequence[Split(Regex=R, Isolated), ByteLevel(
- * use_regex=false)] where R is the GPT-2, Llama 3 or Qwen2 regex;
+ * use_regex=false)] where R is the GPT-2, Llama 3 or Qwen2 regex, or
+ * Sequence[Digits(individual_digits=true), ByteLevel(use_regex=true)] (SmolLM);
  * ByteLevel add_prefix_space; model.ignore_merges; model.unk_token;
  * added_tokens (special ones become CONTROL tokens, the others
  * USER_DEFINED; both are matched in the input before pre-tokenization, with
@@ -122,6 +123,17 @@ static int parse_pre(const char *path, const json_t *pt, hf_pre *out, dlq_err *e
     json_t *sp = json_array_get(seq, 0), *bl = json_array_get(seq, 1);
     const char *t0 = json_string_value(json_object_get(sp, "type"));
     const char *t1 = json_string_value(json_object_get(bl, "type"));
+    if (n == 2 && t0 && t1 && !strcmp(t0, "Digits") && !strcmp(t1, "ByteLevel")) {
+        /* SmolLM / StarCoder: every digit alone, then the GPT-2 regex on each piece (llama.cpp's "smollm") */
+        if (!opt_bool(sp, "individual_digits", 0))
+            return dlq_errf(err, DLQ_EUNSUP, "%s: pre_tokenizer Digits with individual_digits=false is not supported", path);
+        out->pre = "smollm";
+        int rc = parse_byte_level(path, bl, 1, out, err);
+        if (!rc && out->add_prefix_space) /* HF would prepend the space to every piece, each digit included */
+            return dlq_errf(err, DLQ_EUNSUP, "%s: pre_tokenizer Sequence[Digits, ByteLevel(add_prefix_space=true)] is not "
+                                             "supported", path);
+        return rc;
+    }
     if (n != 2 || !t0 || !t1 || strcmp(t0, "Split") || strcmp(t1, "ByteLevel")) {
         char kinds[256] = "";
         for (size_t i = 0; i < n && strlen(kinds) < 200; i++) {
@@ -129,7 +141,7 @@ static int parse_pre(const char *path, const json_t *pt, hf_pre *out, dlq_err *e
             snprintf(kinds + strlen(kinds), sizeof kinds - strlen(kinds), "%s%.40s", i ? ", " : "", k ? k : "?");
         }
         return dlq_errf(err, DLQ_EUNSUP, "%s: pre_tokenizer Sequence[%s] is not supported (expected "
-                                         "Sequence[Split, ByteLevel])", path, kinds);
+                                         "Sequence[Split, ByteLevel] or Sequence[Digits, ByteLevel])", path, kinds);
     }
     json_t *pat = json_object_get(sp, "pattern");
     const char *re = json_string_value(json_object_get(pat, "Regex"));
