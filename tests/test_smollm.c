@@ -15,7 +15,7 @@
  *   - greedy decoding (KV cache, argmax, the vocabulary's BOS policy) of a chat prompt and a plain
  *     one gives llama-completion's text on the F32 weights exactly (the smallest top-1/top-2 logit
  *     gap on the way is 0.026, printed; fp32 rounding across BLAS kernels moves logits by ~1e-4);
- *     on the Q4_1 file llama.cpp's 8-bit activations flip that near-tie in the plain prompt after
+ *     on the Q4_1 file llama.cpp's 8-bit activations flip a near-tie in the plain prompt after
  *     66 characters (printed);
  *     `dlqat generate --temp 0` answers the chat prompt as llama-completion does.
  * A wrong tokenizer, RoPE permutation, block layout or BOS policy moves these by percents.
