@@ -8,7 +8,7 @@
 DIR holds llama.cpp's `llama-tokenize`, `llama-perplexity` and `llama-completion`
 (`sh scripts/build_llamacpp.sh DIR0` prints it: llama.cpp vendored in the llama-cpp-python 0.3.36
 sdist). The GGUF defaults to ../shared/data/models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf
-(`sh scripts/fetch_smollm2.sh` gets it). Needs only Python 3 and the `regex` module.
+(`sh scripts/fetch_smollm2.sh` gets it). Needs Python 3 with `regex` (and `gguf` for --only ppl, below).
 
 Writes, into --out:
   vectors.inp / vectors.out  llama.cpp's test-tokenizer-0 format: the inputs joined by
