@@ -9,6 +9,9 @@ DIR holds llama.cpp's `llama-tokenize`, `llama-perplexity` and `llama-completion
 (`sh scripts/build_llamacpp.sh DIR0` prints it: llama.cpp vendored in the llama-cpp-python 0.3.36
 sdist). The GGUF defaults to ../shared/data/models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf
 (`sh scripts/fetch_smollm2.sh` gets it). Needs Python 3 with `regex` (and `gguf` for --only ppl, below).
+The recorded fixtures come from tools built with GGML_NATIVE=OFF (AVX2/FMA/F16C, no AVX-512, no AMX):
+on a CPU that reports AMX but whose kernel does not grant it, the default -march=native build dies
+with SIGILL in ggml's AMX tile kernels as soon as it multiplies (llama-tokenize still works).
 
 Writes, into --out:
   vectors.inp / vectors.out  llama.cpp's test-tokenizer-0 format: the inputs joined by
