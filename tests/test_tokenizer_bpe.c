@@ -535,8 +535,68 @@ static void test_hf_digits(void) {
     rmdir(dir);
 }
 
+/* GGUF BOS / EOS policy of a gpt2 vocabulary: tokenizer.ggml.add_bos_token / add_eos_token are
+ * honoured by dlq_tok_encode(..., -1); without add_bos_token the Llama 3 names default to BOS on
+ * (llama.cpp), the others (smollm) off. */
+static void test_gguf_bos_eos(void) {
+    static const char *const toks[] = {"a", "b", "ab", "1", "\xc4\xa0" /* "Ġ": the byte ' ' */, "<s>", "</s>"};
+    static const int32_t types[] = {1, 1, 1, 1, 1, 3, 3};
+    static const char *const merges[] = {"a b"};
+    static const struct { const char *pre; int bos_key, eos_key; int32_t want[6]; int nwant; } C[] = {
+        {"smollm", 1, 1, {5, 2, 4, 3, 6}, 5},  /* "ab 1": ab, " ", 1 between BOS and EOS */
+        {"smollm", 0, 0, {2, 4, 3}, 3},        /* no keys: gpt2 default, neither */
+        {"smollm", -1, -1, {2, 4, 3}, 3},      /* keys present and false */
+        {"llama-bpe", 0, 0, {5, 2, 4, 3}, 4},  /* Llama 3 names: BOS on without the key */
+        {"llama-bpe", -1, 0, {2, 4, 3}, 3},    /* ... but the key has the last word */
+    };
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/dlq_bpe_boseos_%d.gguf", (int)getpid());
+    for (size_t k = 0; k < sizeof C / sizeof C[0]; k++) {
+        dlq_err err = {0};
+        dlq_gguf_writer *w = dlq_gguf_writer_new(&err);
+        int rc = dlq_gguf_add_str(w, "general.architecture", "llama", &err);
+        rc |= dlq_gguf_add_str(w, "tokenizer.ggml.model", "gpt2", &err);
+        rc |= dlq_gguf_add_str(w, "tokenizer.ggml.pre", C[k].pre, &err);
+        rc |= dlq_gguf_add_arr_str(w, "tokenizer.ggml.tokens", toks, 7, &err);
+        rc |= dlq_gguf_add_arr_i32(w, "tokenizer.ggml.token_type", types, 7, &err);
+        rc |= dlq_gguf_add_arr_str(w, "tokenizer.ggml.merges", merges, 1, &err);
+        rc |= dlq_gguf_add_u32(w, "tokenizer.ggml.bos_token_id", 5, &err);
+        rc |= dlq_gguf_add_u32(w, "tokenizer.ggml.eos_token_id", 6, &err);
+        if (C[k].bos_key) rc |= dlq_gguf_add_bool(w, "tokenizer.ggml.add_bos_token", C[k].bos_key > 0, &err);
+        if (C[k].eos_key) rc |= dlq_gguf_add_bool(w, "tokenizer.ggml.add_eos_token", C[k].eos_key > 0, &err);
+        if (!rc) rc = dlq_gguf_write(w, path, &err);
+        dlq_gguf_writer_free(w);
+        CHECK(rc == 0, "case %zu: write: %s", k, err.msg);
+        if (rc) continue;
+        dlq_gguf g;
+        dlq_tokenizer *t = NULL;
+        int orc = dlq_gguf_open(&g, path, &err);
+        rc = orc ? orc : dlq_tok_load_gguf(&t, &g, &err);
+        CHECK(rc == 0, "case %zu: load: %s", k, err.msg);
+        if (!rc) {
+            int32_t *ids = NULL;
+            size_t n = 0;
+            rc = dlq_tok_encode(t, "ab 1", 4, -1, &ids, &n, &err);
+            int ok = rc == 0 && n == (size_t)C[k].nwant && !memcmp(ids, C[k].want, n * sizeof *ids);
+            CHECK(ok, "case %zu (%s, add_bos key %d, add_eos key %d): %zu ids, first %d", k, C[k].pre, C[k].bos_key,
+                  C[k].eos_key, n, n ? ids[0] : -1);
+            free(ids);
+            /* an explicit 0 never adds BOS or EOS */
+            ids = NULL;
+            n = 0;
+            rc = dlq_tok_encode(t, "ab 1", 4, 0, &ids, &n, &err);
+            CHECK(rc == 0 && n == 3 && ids[0] == 2, "case %zu: add_bos 0 gave %zu ids", k, n);
+            free(ids);
+            dlq_tok_destroy(t);
+        }
+        if (!orc) dlq_gguf_close(&g);
+    }
+    unlink(path);
+}
+
 int main(void) {
     test_gguf_gpt2();
+    test_gguf_bos_eos();
     test_splits();
     test_hf_cases();
     test_corrupt();
