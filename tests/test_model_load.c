@@ -98,6 +98,15 @@ int main(void) {
     CHECK(dlq_model_load(&m, "/nonexistent.gguf", NULL, &err) != 0 && strstr(err.msg, "/nonexistent.gguf"),
           "missing file: %s", err.msg);
 
+    /* a required field absent is "missing", not "0 is invalid" */
+    config_with("\"hidden_size\"", "\"hidden_size_renamed\"");
+    expect_fail("no hidden_size", "\"hidden_size\" is missing");
+    config_with(NULL, NULL);
+    /* a folder without config.json names what it holds instead */
+    CHECK(dlq_model_load(&m, "models/stories260K", NULL, &err) == DLQ_EINVAL &&
+              strstr(err.msg, "without config.json") && strstr(err.msg, "models/stories260K/stories260K.bin"),
+          "folder without config.json: %s", err.msg);
+
     /* llama2.c with a truncated file, and GGUF with a truncated file */
     snprintf(p, sizeof p, "%s/x.bin", tmpdir);
     copy_file("models/stories260K/stories260K.bin", "x.bin", 100000);
@@ -113,6 +122,7 @@ int main(void) {
         CHECK(system("build/dlqat ppl --model models/english-mix-7M --text /nonexistent 2>/dev/null") >> 8 == 1, "missing text -> exit 1");
         CHECK(system("build/dlqat frobnicate 2>/dev/null") >> 8 == 2, "unknown command -> exit 2");
         CHECK(system("build/dlqat info models/english-mix-7M >/dev/null") == 0, "info works");
+        CHECK(system("build/dlqat --version | grep -q '^dlqat [0-9]'") == 0, "--version");
     } else SKIP("build/dlqat not built");
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);

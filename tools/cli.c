@@ -1,6 +1,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -120,14 +121,24 @@ int cli_write_json(const char *path, const char *json) {
     return 0;
 }
 
-void cli_train_progress(const char *tag, const dlq_step_info *s) {
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb; (void)flag; (void)ftw;
+    return remove(path);
+}
+
+int cli_remove_tree(const char *dir) { return nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+void cli_train_progress(const char *tag, const dlq_step_info *s, long long run_total) {
     static double last = -1e9;
     int tty = isatty(2), end = s->step >= s->total;
     int val = s->val_loss == s->val_loss;
     if (!end && !val && !tty && s->elapsed_s - last < 10.0 && s->elapsed_s >= last) return;
     last = s->elapsed_s;
     int64_t done = s->step - s->first;
-    double eta = done > 0 ? s->elapsed_s / (double)done * (double)(s->total - s->step) : 0;
+    /* the rest of the whole run at this phase's rate (later phases train more parameters: the
+       estimate is refined when they start) */
+    long long last_step = run_total > s->total ? run_total : s->total;
+    double eta = done > 0 ? s->elapsed_s / (double)done * (double)(last_step - s->step) : 0;
     fprintf(stderr, "%s[%s] %s step %lld/%lld | loss %.4f", tty ? "\r" : "", tag, s->phase, (long long)s->step,
             (long long)s->total, s->loss);
     if (s->val_loss == s->val_loss) fprintf(stderr, " | val %.4f", s->val_loss);
@@ -151,5 +162,5 @@ void cli_log_step(void *user, const dlq_step_info *s) {
         if (s->val_loss == s->val_loss) dlq_metrics_num(L->metrics, "val_loss", s->val_loss);
         if (dlq_metrics_end(L->metrics, &err)) fprintf(stderr, "\nwarning: %s\n", err.msg);
     }
-    cli_train_progress(L->tag, s);
+    cli_train_progress(L->tag, s, L->run_total);
 }

@@ -38,12 +38,17 @@ int cli_write_json(const char *path, const char *json);
 
 struct dlq_step_info;
 /* progress line for training steps: step, loss, lr, tokens/s, ETA */
-void cli_train_progress(const char *tag, const struct dlq_step_info *s);
+/* Removes a folder and everything under it (a run's work folder); 0 on success. */
+int cli_remove_tree(const char *dir);
+
+/* run_total: the last step of the whole run (all phases), for a whole-run ETA; 0 = the phase's own end */
+void cli_train_progress(const char *tag, const struct dlq_step_info *s, long long run_total);
 /* on_step callback writing a metrics line and the progress line; user is a cli_trainlog */
 struct dlq_metrics;
 typedef struct cli_trainlog {
     struct dlq_metrics *metrics; /* may be NULL */
     const char *tag;
+    long long run_total; /* last step of the whole run (all phases); 0: the phase's end */
 } cli_trainlog;
 void cli_log_step(void *user, const struct dlq_step_info *s);
 

@@ -198,7 +198,7 @@ int cmd_finetune(int argc, char **argv) {
     int rc = 1;
     dlq_dataset *ds = NULL;
     dlq_tmodel *tm = NULL;
-    cli_trainlog lg = {NULL, "finetune"};
+    cli_trainlog lg = {NULL, "finetune", 0};
     double t0 = cli_now();
     dlq_data_opts dopt;
     dlq_data_opts_default(&dopt);

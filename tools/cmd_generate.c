@@ -7,6 +7,19 @@
 #include "model/forward.h"
 #include "model/sampler.h"
 
+/* end of generation: EOS, or a control token that chat templates end a turn with (llama.cpp's
+   end-of-generation set) */
+static int is_eog(const dlq_tokenizer *t, int32_t id) {
+    if (id == dlq_tok_eos(t)) return 1;
+    if (dlq_tok_type(t, id) != DLQ_TOKTYPE_CONTROL) return 0;
+    static const char *eog[] = {"<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end_of_turn>"};
+    size_t n;
+    const char *p = dlq_tok_piece(t, id, &n);
+    for (size_t i = 0; p && i < sizeof eog / sizeof *eog; i++)
+        if (n == strlen(eog[i]) && !memcmp(p, eog[i], n)) return 1;
+    return 0;
+}
+
 int cmd_generate(int argc, char **argv) {
     cli_args a = {argc, argv, 0, "generate", 0};
     const char *adapter = NULL, *model = NULL, *prompt = "", *tok = NULL;
@@ -42,7 +55,8 @@ int cmd_generate(int argc, char **argv) {
     dlq_err err = {0};
     int32_t *ids;
     size_t np;
-    if (dlq_tok_encode(m->tok, prompt, strlen(prompt), 1, &ids, &np, &err)) {
+    /* BOS as the tokenizer says (SmolLM2's GGUF says none: its BOS is <|im_start|>) */
+    if (dlq_tok_encode(m->tok, prompt, strlen(prompt), dlq_tok_add_bos(m->tok), &ids, &np, &err)) {
         fprintf(stderr, "dlqat generate: %s\n", err.msg);
         dlq_model_destroy(m);
         return 1;
@@ -82,7 +96,7 @@ int cmd_generate(int argc, char **argv) {
     while (!rc && made < n_new) {
         int32_t next = dlq_sample(&sm, logits);
         made++;
-        if (stop_eos && next == dlq_tok_eos(m->tok)) break;
+        if (stop_eos && is_eog(m->tok, next)) break;
         size_t k = dlq_tok_decode_token(m->tok, prev, next, piece, sizeof piece);
         fwrite(piece, 1, k, stdout);
         fflush(stdout);
@@ -93,6 +107,7 @@ int cmd_generate(int argc, char **argv) {
         t_dec += cli_now() - ta;
     }
     printf("\n");
+    fflush(stdout); /* the text and its newline before the stderr summary */
     if (rc) fprintf(stderr, "dlqat generate: %s\n", err.msg);
     else
         fprintf(stderr, "[generate] prompt %zu tokens at %.0f tok/s; %lld new tokens, decode %.1f tok/s; seed %lld\n", np,

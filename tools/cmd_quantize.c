@@ -57,10 +57,13 @@ static void usage(void) {
            "                          (Nagel et al. 2022; gradient to W' only; not in the reported loss; default 0)\n"
            "  --loss ce|kl|ce+kl      objective: next-token cross-entropy, KL to the full-precision model's\n"
            "                          distribution (LLM-QAT distillation), or their sum (default ce)\n"
-           "  --eval-text FILE        perplexity text (default: the held-out slice of --data)\n"
+           );
+    printf("  --eval-text FILE        perplexity text (default: the held-out slice of --data)\n"
            "  --eval-tokens FILE      perplexity on a token file instead (rows = windows; dlqat sample)\n"
            "  --ctx N --eval-windows N   perplexity window and window cap for --eval-text\n"
            "  --val-fraction F --eval-every N --ckpt-every N --resume --workdir DIR (default OUT.dlq.work)\n"
+           "  --keep-work             keep the work folder (checkpoints, metrics.jsonl for dlqat plot) after a\n"
+           "                          successful run; it is removed otherwise (never when --workdir is given)\n"
            "  --json FILE             write the run summary\n");
 }
 
@@ -149,6 +152,7 @@ int cmd_quantize(int argc, char **argv) {
     long long p1 = 1000, p2 = 1000, msteps = 0, eval_windows = 0, rot_steps = 0;
     int rot_heads = 0;
     double rot_lr = 2e-2, rot_first = NAN, rot_last = NAN, t_rot = 0;
+    int keep_work = 0;
     int stages = 2, resume = 0, ctx = 0, bits_set = 0, seq_set = 0, base_gptq = 0, phase2_sb = 0, rotate = 0;
     long long calib = 128;
     int nf4_block = 64, nf4_dq = 0;
@@ -244,6 +248,7 @@ int cmd_quantize(int argc, char **argv) {
         else if (cli_is(&a, "--ckpt-every", NULL)) tc.ckpt_every = cli_int(&a, 0, 1LL << 40);
         else if (cli_is(&a, "--resume", NULL)) resume = 1;
         else if (cli_is(&a, "--workdir", NULL)) workdir = cli_str(&a);
+        else if (cli_is(&a, "--keep-work", NULL)) keep_work = 1;
         else cli_unknown(&a);
     }
     if (!model || !out) { fprintf(stderr, "dlqat quantize: --model and --out are required\n"); return 2; }
@@ -306,7 +311,7 @@ int cmd_quantize(int argc, char **argv) {
     dlq_model *fq = NULL, *qm = NULL;
     float *gptq_w = NULL;
     double t_gptq = 0;
-    cli_trainlog lg = {NULL, "quantize"};
+    cli_trainlog lg = {NULL, "quantize", 0};
     evalset ev = {.text = eval_text, .tokens = eval_tokens, .ctx = ctx ? ctx : m->cfg.max_seq, .max_windows = eval_windows, .B = 1};
     if (!m->tok && eval_text) { fprintf(stderr, "dlqat quantize: %s has no tokenizer; pass --tokenizer (or use --eval-tokens)\n", model); goto done; }
     if (data) {
@@ -447,6 +452,8 @@ int cmd_quantize(int argc, char **argv) {
            through their group's lr multiplier relative to the phase's main lr) */
         if (phase2_sb)
             for (int i = 1; i < nph; i++) ph[i].mask |= DLQ_TRAIN_SB;
+        lg.run_total = 0;
+        for (int i = 0; i < nph; i++) lg.run_total += ph[i].steps; /* the whole-run ETA */
         double ts = cli_now();
         int64_t begin = 0;
         for (int i = 0; i < nph; i++) {
@@ -559,6 +566,10 @@ int cmd_quantize(int argc, char **argv) {
     rc = 0;
 done:
     if (lg.metrics) dlq_metrics_close(lg.metrics, &err);
+    lg.metrics = NULL;
+    /* a finished run's work folder (checkpoints, metrics) is not a result: removed unless asked for */
+    if (rc == 0 && train && !keep_work && !workdir && dlq_path_is_dir(wd) && cli_remove_tree(wd) != 0)
+        fprintf(stderr, "dlqat quantize: warning: could not remove the work folder %s\n", wd);
     free(ev.ids);
     dlq_model_destroy(qm);
     dlq_model_destroy(fq);

@@ -50,6 +50,8 @@ int dlq_config_from_hf(dlq_config *c, const char *path, dlq_err *err) {
     memset(c, 0, sizeof *c);
     json_error_t je;
     json_t *root = json_load_file(path, 0, &je);
+    if (!root && je.line < 0)
+        return dlq_errf(err, DLQ_EIO, "%s: %s", path, je.text); /* not readable: jansson has no line then */
     if (!root) return dlq_errf(err, DLQ_EFORMAT, "%s: invalid JSON at line %d: %s", path, je.line, je.text);
     int rc = dlq_config_from_json(c, root, path, err);
     json_decref(root);
@@ -74,6 +76,17 @@ int dlq_config_from_json(dlq_config *c, void *root_json, const char *path, dlq_e
                       "supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM",
                       path, mt ? mt : "?", ar ? ar : "?");
         goto done;
+    }
+    /* the fields a LLaMA config cannot do without: say which is missing, not "0 is invalid" */
+    static const char *required[] = {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                                     "vocab_size"};
+    for (size_t i = 0; i < sizeof required / sizeof *required; i++) {
+        json_t *v = json_object_get(root, required[i]);
+        if (!v || json_is_null(v)) {
+            rc = dlq_errf(err, DLQ_EFORMAT, "%s: \"%s\" is missing (a %s config needs it)", path, required[i],
+                          dlq_arch_name(c->arch));
+            goto done;
+        }
     }
     double theta, eps;
     if ((rc = get_int(root, "hidden_size", 0, &c->dim, path, err)) ||

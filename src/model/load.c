@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <stdio.h>
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -139,9 +140,29 @@ static int bind_st(void *ctx, dlq_model *m, const char *name, int64_t rows, int6
     return dlq_bind_weight(w, dlq_st_find((const dlq_safetensors *)ctx, name), rows, cols, name, m->path, err);
 }
 
+/* a folder without config.json: name what is in it that dlqat can load instead */
+static int no_config(const char *dir, dlq_err *err) {
+    char found[600] = "";
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    size_t n = 0;
+    while (d && (e = readdir(d)) && n + 1 < sizeof found) {
+        size_t l = strlen(e->d_name);
+        int model = (l > 4 && !strcmp(e->d_name + l - 4, ".bin") && strncmp(e->d_name, "tok", 3)) ||
+                    (l > 5 && !strcmp(e->d_name + l - 5, ".gguf")) || (l > 4 && !strcmp(e->d_name + l - 4, ".dlq"));
+        if (model) n += (size_t)snprintf(found + n, sizeof found - n, "%s%s/%s", n ? ", " : "", dir, e->d_name);
+    }
+    if (d) closedir(d);
+    if (n >= sizeof found) n = sizeof found - 1;
+    return dlq_errf(err, DLQ_EINVAL, "%s: a folder without config.json is not a Hugging Face model%s%s", dir,
+                    n ? "; give the model file instead: " : " (give a Hugging Face folder, a llama2.c .bin, a .gguf or a .dlq)",
+                    found);
+}
+
 static int load_hf(dlq_model *m, const char *dir, const dlq_load_opts *opts, dlq_err *err) {
     char p[1200];
     if (dlq_path_join(p, sizeof p, dir, "config.json")) return dlq_errf(err, DLQ_EINVAL, "%s: path too long", dir);
+    if (!dlq_path_exists(p)) return no_config(dir, err);
     int rc = dlq_config_from_hf(&m->cfg, p, err);
     if (rc) return rc;
     dlq_safetensors *st = calloc(1, sizeof *st);
