@@ -6,9 +6,10 @@
  * `dlqat ppl --protocol llama.cpp` must give llama.cpp's number within 0.1 %: llama.cpp's CPU
  * matmuls quantize the activations to 8 bits (Q8_1 / Q8_K) where we use fp32 (measured: at most
  * 0.026 %; transformers on the same weights agrees with us to 1e-5). A wrong block layout, scale,
- * RoPE permutation or tokenizer field in the export moves the number by far more. Also: stories260K
- * (no tokenizer) through libllama over the token rows of tests/fixtures/llamacpp/tokens.json, and the
- * protocol's refusals. */
+ * RoPE permutation or tokenizer field in the export moves the number by far more. The same for the
+ * original stories260K with its tok512 tokenizer on TinyStories text (stories-ppl.json); the
+ * checkpoint without a tokenizer through libllama over the token rows of
+ * tests/fixtures/llamacpp/tokens.json; and the protocol's refusals. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,67 +22,88 @@
 #define DIR "build/tests/llamacpp"
 #define FIX "tests/fixtures/llamacpp/ppl.json"
 
-int main(void) {
+/* one fixture of llama-perplexity numbers: each case's RTN GGUF, rebuilt here, must give llama.cpp's number within
+   `tol` through `dlqat ppl --protocol llama.cpp` */
+static void check_ppl_fixture(const char *fix, double tol, const char *tag) {
     static char o[1 << 16];
     char cmd[1800];
     json_error_t je;
-    json_t *fx = json_load_file(FIX, 0, &je);
+    json_t *fx = json_load_file(fix, 0, &je);
     if (!fx) {
-        CHECK(0, "%s: %s", FIX, je.text);
-        return T_DONE();
+        CHECK(0, "%s: %s", fix, je.text);
+        return;
     }
-    if (system("mkdir -p " DIR) != 0) CHECK(0, "mkdir " DIR);
     const char *model = json_string_value(json_object_get(fx, "model")), *text = json_string_value(json_object_get(fx, "text"));
     int ctx = (int)json_integer_value(json_object_get(fx, "ctx")), chunks = (int)json_integer_value(json_object_get(fx, "chunks"));
     json_t *cases = json_object_get(fx, "cases");
-    CHECK(model && text && ctx > 0 && chunks > 0 && json_array_size(cases) == 5, "fixture fields");
+    CHECK(model && text && ctx > 0 && chunks > 0 && json_array_size(cases) == 5, "%s: fixture fields", fix);
     size_t i;
     json_t *c;
     json_array_foreach(cases, i, c) {
         int bits = (int)json_integer_value(json_object_get(c, "bits")), group = (int)json_integer_value(json_object_get(c, "group"));
         double want = json_number_value(json_object_get(c, "ppl_llamacpp"));
-        snprintf(cmd, sizeof cmd, "build/dlqat quantize --model %s --method rtn --bits %d --group %d --out " DIR "/w%d.dlq", model,
-                 bits, group, bits);
+        snprintf(cmd, sizeof cmd, "build/dlqat quantize --model %s --method rtn --bits %d --group %d --out " DIR "/%s%d.dlq", model,
+                 bits, group, tag, bits);
         int rc = t_run(cmd, o, sizeof o);
-        snprintf(cmd, sizeof cmd, "build/dlqat export --model " DIR "/w%d.dlq --format gguf --no-ppl --out " DIR "/w%d.gguf", bits, bits);
+        snprintf(cmd, sizeof cmd, "build/dlqat export --model " DIR "/%s%d.dlq --format gguf --no-ppl --out " DIR "/%s%d.gguf", tag,
+                 bits, tag, bits);
         if (!rc) rc = t_run(cmd, o, sizeof o);
         snprintf(cmd, sizeof cmd,
-                 "build/dlqat ppl --model " DIR "/w%d.gguf --text %s --ctx %d --max-windows %d --protocol llama.cpp --batch 8 "
-                 "--json " DIR "/w%d.json", bits, text, ctx, chunks, bits);
+                 "build/dlqat ppl --model " DIR "/%s%d.gguf --text %s --ctx %d --max-windows %d --protocol llama.cpp --batch 8 "
+                 "--json " DIR "/%s%d.json", tag, bits, text, ctx, chunks, tag, bits);
         if (!rc) rc = t_run(cmd, o, sizeof o);
         char jp[256];
-        snprintf(jp, sizeof jp, DIR "/w%d.json", bits);
+        snprintf(jp, sizeof jp, DIR "/%s%d.json", tag, bits);
         double got = t_json_num(jp, "ppl"), rel = fabs(got - want) / want;
-        CHECK(rc == 0 && rel <= 1e-3, "W%d g%d GGUF: dlqat ppl --protocol llama.cpp %.4f vs llama-perplexity %.4f (%.4f %%; rc %d) %s",
-              bits, group, got, want, 100 * rel, rc, rc ? o : "");
+        CHECK(rc == 0 && rel <= tol, "%s W%d g%d GGUF: dlqat ppl --protocol llama.cpp %.4f vs llama-perplexity %.4f (%.4f %%; rc %d) %s",
+              model, bits, group, got, want, 100 * rel, rc, rc ? o : "");
+        printf("%s W%d g%d: dlqat %.4f, llama.cpp %.4f (%.4f %%)\n", model, bits, group, got, want, 100 * rel);
         /* the protocol matters: the GPTQ protocol on the same file gives another number */
         if (bits == 4) {
-            snprintf(cmd, sizeof cmd, "build/dlqat ppl --model " DIR "/w4.gguf --text %s --ctx %d --max-windows %d --json " DIR "/g.json",
-                     text, ctx, chunks);
+            snprintf(cmd, sizeof cmd, "build/dlqat ppl --model " DIR "/%s4.gguf --text %s --ctx %d --max-windows %d --json " DIR
+                     "/g.json", tag, text, ctx, chunks);
             rc = t_run(cmd, o, sizeof o);
             double g = t_json_num(DIR "/g.json", "ppl");
             CHECK(rc == 0 && fabs(g - want) / want > 0.02, "GPTQ protocol %.4f differs from llama.cpp's %.4f", g, want);
         }
     }
-    /* a model without a tokenizer (stories260K: GGUF tokenizer.ggml.model = none, its 172-wide MLP rows as F16), through
-       libllama over token rows (tests/fixtures/llamacpp/tokens.json): within 1 %, llama.cpp's 8-bit activations moving
-       this noise-fragile model by 0.39 % (transformers on the same weights agrees with us to 2e-7) */
+    json_decref(fx);
+}
+
+int main(void) {
+    static char o[1 << 16];
+    char cmd[1800];
+    json_error_t je;
+    if (system("mkdir -p " DIR "/notok") != 0) CHECK(0, "mkdir " DIR);
+    check_ppl_fixture(FIX, 1e-3, "w");
+    /* the original stories260K with its tok512 tokenizer on TinyStories text. Bound 0.2 %, not 0.1 %: llama.cpp rounds
+       the activations (to 8 bits for quantized rows, to fp16 for the F16 rows that rows of 64 or 172 become in the
+       K-quant exports), and a 64-wide model averages that rounding over fewer terms than a 256-wide one. Measured:
+       0.047, 0.012, 0.050, 0.138 (W3 g64, all F16 rows) and 0.010 %. */
+    check_ppl_fixture("tests/fixtures/llamacpp/stories-ppl.json", 2e-3, "s");
+    /* a model without a tokenizer (the stories260K checkpoint copied alone: GGUF tokenizer.ggml.model = none, its 172-wide
+       MLP rows as F16), through libllama over token rows (tests/fixtures/llamacpp/tokens.json): within 0.1 % (measured
+       0.032 %), llama.cpp's
+       8-bit activations being the difference (the fixture records our number at recording time) */
     json_t *tk = json_load_file("tests/fixtures/llamacpp/tokens.json", 0, &je);
     CHECK(tk != NULL, "tests/fixtures/llamacpp/tokens.json: %s", tk ? "" : je.text);
     if (tk) {
-        const char *tmodel = json_string_value(json_object_get(tk, "model")), *tfile = json_string_value(json_object_get(tk, "tokens"));
+        const char *tfile = json_string_value(json_object_get(tk, "tokens"));
         int bits = (int)json_integer_value(json_object_get(tk, "bits")), group = (int)json_integer_value(json_object_get(tk, "group"));
         double want = json_number_value(json_object_get(tk, "ppl_llamacpp"));
-        snprintf(cmd, sizeof cmd, "build/dlqat quantize --model %s --method rtn --bits %d --group %d --out " DIR "/s.dlq", tmodel,
-                 bits, group);
-        int rc = t_run(cmd, o, sizeof o);
+        int rc = system("cp models/stories260K/stories260K.bin " DIR "/notok/stories260K.bin");
+        snprintf(cmd, sizeof cmd, "build/dlqat quantize --model " DIR "/notok/stories260K.bin --method rtn --bits %d --group %d "
+                 "--out " DIR "/s.dlq", bits, group);
+        if (!rc) rc = t_run(cmd, o, sizeof o);
         if (!rc) rc = t_run("build/dlqat export --model " DIR "/s.dlq --format gguf --no-ppl --out " DIR "/s.gguf", o, sizeof o);
         CHECK(rc == 0 && strstr(o, "tokenizer.ggml.model = none"), "stories260K GGUF without a tokenizer (rc %d): %s", rc, o);
         snprintf(cmd, sizeof cmd, "build/dlqat ppl --model " DIR "/s.gguf --tokens %s --batch 8 --json " DIR "/s.json", tfile);
         rc = t_run(cmd, o, sizeof o);
         double got = t_json_num(DIR "/s.json", "ppl"), rel = fabs(got - want) / want;
-        CHECK(rc == 0 && rel <= 1e-2, "stories260K W%d g%d GGUF over token rows: dlqat %.4f vs llama.cpp %.4f (%.3f %%; rc %d)",
+        CHECK(rc == 0 && rel <= 1e-3, "stories260K W%d g%d GGUF over token rows: dlqat %.4f vs llama.cpp %.4f (%.3f %%; rc %d)",
               bits, group, got, want, 100 * rel, rc);
+        printf("stories260K (no tokenizer) W%d g%d over token rows: dlqat %.4f, llama.cpp %.4f (%.3f %%)\n", bits, group, got,
+               want, 100 * rel);
         /* the "none" tokenizer loads as no tokenizer: text is refused with a clear message, not a crash */
         rc = t_run("build/dlqat ppl --model " DIR "/s.gguf --text data/sample/english-mix-valid-sample.txt", o, sizeof o);
         CHECK(rc == 1 && strstr(o, "has no tokenizer"), "text ppl on a tokenizer-less GGUF (rc %d): %s", rc, o);
@@ -93,6 +115,5 @@ int main(void) {
     rc = t_run("build/dlqat ppl --model " DIR "/w4.gguf --text data/sample/english-mix-valid-sample.txt --ctx 100000 --protocol llama.cpp",
                o, sizeof o);
     CHECK(rc == 1 && strstr(o, "needs at least 200000 tokens"), "text shorter than two chunks (rc %d): %s", rc, o);
-    json_decref(fx);
     return T_DONE();
 }
