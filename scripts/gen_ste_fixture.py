@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Generate tests/fixtures/ste/: PyTorch-autograd reference for the DL-QAT
-quantized linear layer (../shared/SPEC.md §1-2), checked by tests/test_ste_torch.c.
+quantized linear layer (docs/spec.md §1-2), checked by tests/test_ste_torch.c.
 
 Usage: .venv/bin/python scripts/gen_ste_fixture.py [outdir]   (seeded, deterministic)
 

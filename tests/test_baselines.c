@@ -1,4 +1,4 @@
-/* The baselines of ../shared/SPEC.md §5 in the training engine:
+/* The baselines of docs/spec.md §5 in the training engine:
  *  - QA-LoRA layer (src/quant/qalora.c): forward against a direct double
  *    computation, backward (dx, dA, dB) against central finite differences
  *    (the layer is linear in x, A and B once the base is frozen, so the

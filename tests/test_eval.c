@@ -216,8 +216,19 @@ static void test_files(void) {
           "bad item named: %s", err.msg);
     dlq_mc_set_free(&s);
     CHECK(dlq_mc_load_file("boolq", "/nonexistent/x.json", 0, &s, &err) == DLQ_EIO, "missing file: %s", err.msg);
-    CHECK(dlq_mc_find_file("winogrande", dir, q, sizeof q, &err) == DLQ_EIO && strstr(err.msg, "winogrande"), "%s", err.msg);
+    CHECK(dlq_mc_find_file("winogrande", dir, q, sizeof q, &err) == DLQ_EIO && strstr(err.msg, "winogrande") &&
+              strstr(err.msg, "dataset/NAME/test.json") && strstr(err.msg, "NAME.jsonl"),
+          "a missing task names the layouts looked for: %s", err.msg);
     dlq_mc_set_free(&s);
+    /* LLM-Adapters' own layout (dataset/ARC-Challenge/test.json, its folder names) and a plain NAME/test.json */
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/dataset/ARC-Challenge %s/boolq && cp %s/boolq.json %s/dataset/ARC-Challenge/test.json "
+             "&& cp %s/boolq.json %s/boolq/test.json", dir, dir, dir, dir, dir, dir);
+    CHECK(system(cmd) == 0, "%s", cmd);
+    snprintf(p, sizeof p, "%s/dataset/ARC-Challenge/test.json", dir);
+    CHECK(dlq_mc_find_file("arc_challenge", dir, q, sizeof q, &err) == 0 && !strcmp(q, p), "LLM-Adapters layout: %s", q);
+    snprintf(p, sizeof p, "%s/boolq/test.json", dir);
+    CHECK(dlq_mc_find_file("boolq", dir, q, sizeof q, &err) == 0 && !strcmp(q, p), "NAME/test.json: %s", q);
     /* MMLU CSV: quotes, doubled quotes, CRLF; errors */
     snprintf(p, sizeof p, "%s/x_test.csv", dir);
     f = fopen(p, "w");
@@ -257,6 +268,8 @@ static void test_files(void) {
     unlink(p);
     snprintf(p, sizeof p, "%s/boolq.json", dir);
     unlink(p);
+    snprintf(cmd, sizeof cmd, "rm -rf %s/dataset %s/boolq", dir, dir);
+    if (system(cmd)) {}
     rmdir(dir);
 }
 

@@ -2,7 +2,7 @@
  * layer (dlq_qlinear_forward / dlq_qlinear_backward, src/quant/qlinear.c)
  * against a PyTorch float64 autograd reference (tests/fixtures/ste, made by
  * scripts/gen_ste_fixture.py, which also asserts that autograd equals the
- * closed forms of ../shared/SPEC.md §2). Configurations: 3-bit groups of 16
+ * closed forms of docs/spec.md §2). Configurations: 3-bit groups of 16
  * with a ragged last group and LoRA r 4; 2-bit per-channel with LoRA r 2;
  * 4-bit groups of 8 without LoRA. Every configuration clamps at both ends.
  * Compared: y, dx, gs, gb, gm, gA, gB, and the integers q; each tensor within

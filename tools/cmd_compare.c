@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "eval/eval.h"
 #include "core/mapfile.h"
 #include "train/data.h"
 
@@ -31,7 +32,7 @@ static void usage(void) {
            "  --lr-qat LR             full QAT's weight learning rate (default 5e-5: the LoRA rate moves every weight too far)\n"
            "  --ctx N --eval-windows N   perplexity window (default: the model's context) and window cap\n"
            "  --tasks LIST            task accuracy of every output by `dlqat eval` (the evaluation harness; docs/eval.md)\n"
-           "  --task-data DIR --task-limit N   its data folder (default ../shared/data/tasks) and items per task\n"
+           "  --task-data DIR --task-limit N   its data folder (default data/tasks, the repo's sample) and items per task\n"
            "  --dry-run               print the commands only\n"
            "Writes DIR/compare.md, DIR/compare.json, DIR/ppl.svg, DIR/loss.svg and one folder / log per run.\n");
 }
@@ -160,7 +161,7 @@ static int pretokenize(const char *model, const char *data, int T, const char *p
 int cmd_compare(int argc, char **argv) {
     cli_args a = {argc, argv, 0, "compare", 0};
     const char *model = NULL, *data = NULL, *eval_text = NULL, *eval_tokens = NULL, *out = NULL, *tasks = NULL;
-    const char *task_data = "../shared/data/tasks";
+    const char *task_data = DLQ_EVAL_DATA_DEFAULT;
     long long task_limit = 0;
     const char *methods = "rtn,gptq,qalora,qat,dlqat", *group = "128";
     long long p1 = 100, p2 = 200, calib = 128, eval_windows = 0, seed = 1;

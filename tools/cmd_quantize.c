@@ -1,4 +1,4 @@
-/* dlqat quantize: RTN, DL-QAT (../shared/SPEC.md §1-4) and the baselines of
+/* dlqat quantize: RTN, DL-QAT (docs/spec.md §1-4) and the baselines of
  * §5 (GPTQ, QA-LoRA, full QAT) in the same engine, written as a .dlq. */
 #include <jansson.h>
 #include <math.h>

@@ -15,7 +15,7 @@ static double now_s(void) {
 }
 
 dlq_eval_opts dlq_eval_defaults(void) {
-    return (dlq_eval_opts){.tasks = NULL, .data_dir = "../shared/data/tasks", .mmlu_split = "test", .shots = 5,
+    return (dlq_eval_opts){.tasks = NULL, .data_dir = DLQ_EVAL_DATA_DEFAULT, .mmlu_split = "test", .shots = 5,
                            .batch = 8};
 }
 
@@ -175,12 +175,13 @@ static int run_wikitext(const dlq_model *m, const dlq_tokenizer *tok, const dlq_
     char path[2048];
     if (o->wikitext) snprintf(path, sizeof path, "%s", o->wikitext);
     else {
-        const char *dir = o->data_dir ? o->data_dir : "../shared/data/tasks";
+        const char *dir = o->data_dir ? o->data_dir : DLQ_EVAL_DATA_DEFAULT;
         snprintf(path, sizeof path, "%s/../text/wikitext-2-raw/wiki.test.raw", dir);
         if (access(path, R_OK)) snprintf(path, sizeof path, "%s/../text/wikitext-2-raw/wiki.test.raw.part1", dir);
+        if (access(path, R_OK)) snprintf(path, sizeof path, "%s/../text/wikitext-2-raw/wiki.test.sample.raw", dir);
         if (access(path, R_OK))
-            return dlq_errf(err, DLQ_EIO, "wikitext2: no wiki.test.raw under %s/../text/wikitext-2-raw (use --wikitext FILE)",
-                            dir);
+            return dlq_errf(err, DLQ_EIO, "wikitext2: no wiki.test.raw (.part1, .sample.raw) under %s/../text/wikitext-2-raw "
+                                          "(use --wikitext FILE)", dir);
     }
     char *raw = NULL;
     size_t n = 0, nj = 0;
@@ -214,7 +215,7 @@ int dlq_eval_tasks(const dlq_model *m, const dlq_tokenizer *tok, const dlq_eval_
                    dlq_err *err) {
     memset(res, 0, sizeof *res);
     if (!tok) return dlq_errf(err, DLQ_EINVAL, "eval: the model has no tokenizer");
-    const char *dir = o->data_dir ? o->data_dir : "../shared/data/tasks";
+    const char *dir = o->data_dir ? o->data_dir : DLQ_EVAL_DATA_DEFAULT;
     char list[4096];
     if (o->tasks) snprintf(list, sizeof list, "%s", o->tasks);
     else {

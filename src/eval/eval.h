@@ -5,7 +5,7 @@
  * Simple use (what `dlqat eval` and `dlqat compare` do):
  *
  *     dlq_eval_opts o = dlq_eval_defaults();
- *     o.tasks = "piqa,arc_easy,mmlu";  o.data_dir = "../shared/data/tasks";
+ *     o.tasks = "piqa,arc_easy,mmlu";  o.data_dir = "../shared/data/tasks";  (the full sets)
  *     dlq_eval_result r;
  *     if (dlq_eval_tasks(model, model->tok, &o, &r, &err)) ...;
  *     for (int i = 0; i < r.n; i++) printf("%s %.4f\n", r.res[i].name, r.res[i].acc);
@@ -15,6 +15,10 @@
  * MMLU prompts) are public too so they can be tested one by one. */
 #ifndef DLQ_EVAL_EVAL_H
 #define DLQ_EVAL_EVAL_H
+
+/* The task folder used when none is given: the sample the repo ships (data/tasks, 100 items per task,
+   data/tasks/README.md), relative to the working directory; the full sets are ../shared/data/tasks. */
+#define DLQ_EVAL_DATA_DEFAULT "data/tasks"
 
 #include <stdint.h>
 
@@ -169,7 +173,7 @@ char *dlq_wikitext_gptq_join(const char *raw, size_t n, size_t *out_len);
 /* ---- the entry point -------------------------------------------------------------- */
 typedef struct dlq_eval_opts {
     const char *tasks;      /* comma list: MC task names, "mmlu", "wikitext2"; default all MC tasks */
-    const char *data_dir;   /* folder of the task files (default ../shared/data/tasks) */
+    const char *data_dir;   /* folder of the task files (default DLQ_EVAL_DATA_DEFAULT) */
     const char *wikitext;   /* wikitext-2 raw file (default <data_dir>/../text/wikitext-2-raw/wiki.test.raw*) */
     const char *mmlu_split; /* "test" (default) or "val" */
     const char *mmlu_subjects; /* NULL = all 57 */

@@ -547,16 +547,26 @@ int dlq_mc_load_file(const char *task, const char *path, int limit, dlq_mc_set *
     return rc;
 }
 
+/* The layouts task files come in, under DIR, for each name a task goes by (ours, the social_i_qa folder
+   name, LLM-Adapters' dataset folder names such as ARC-Challenge): lm-eval-style JSONL
+   (NAME.jsonl, NAME/test.jsonl, NAME/validation.jsonl) and the LLM-Adapters JSON list (NAME/test.json,
+   dataset/NAME/test.json as in its repository, NAME/test_shared.json as in our shared copy). */
 int dlq_mc_find_file(const char *task, const char *dir, char *buf, size_t cap, dlq_err *err) {
     const char *t = dlq_mc_task_canonical(task);
     if (!t) return dlq_errf(err, DLQ_EINVAL, "unknown task '%s'", task);
-    const char *sub = !strcmp(t, "social_iqa") ? "social_i_qa" : t;
-    const char *pat[] = {"%s/%s.jsonl", "%s/%s/test.jsonl", "%s/%s/validation.jsonl", "%s/%s/test_shared.json"};
-    for (int k = 0; k < 2; k++)
-        for (size_t i = 0; i < sizeof pat / sizeof pat[0]; i++) {
-            snprintf(buf, cap, pat[i], dir, k ? sub : t);
+    const char *names[3] = {t, !strcmp(t, "social_iqa") ? "social_i_qa" : NULL,
+                            !strcmp(t, "arc_challenge") ? "ARC-Challenge" : !strcmp(t, "arc_easy") ? "ARC-Easy" : NULL};
+    const char *pat[] = {"%s/%s.jsonl", "%s/%s/test.jsonl", "%s/%s/validation.jsonl", "%s/%s/test.json",
+                         "%s/dataset/%s/test.json", "%s/%s/test_shared.json"};
+    for (int k = 0; k < 3; k++)
+        for (size_t i = 0; names[k] && i < sizeof pat / sizeof pat[0]; i++) {
+            snprintf(buf, cap, pat[i], dir, names[k]);
             if (!access(buf, R_OK)) return DLQ_OK;
         }
-    return dlq_errf(err, DLQ_EIO, "no data for task %s under %s (looked for %s.jsonl, %s/{test,validation}.jsonl, "
-                                  "%s/test_shared.json)", t, dir, t, t, sub);
+    char alt[64] = "";
+    for (int k = 1; k < 3; k++)
+        if (names[k]) snprintf(alt + strlen(alt), sizeof alt - strlen(alt), " or %s", names[k]);
+    return dlq_errf(err, DLQ_EIO, "no data for task %s under %s: looked for NAME.jsonl, NAME/test.jsonl, NAME/validation.jsonl "
+                                  "(lm-eval-style JSONL), NAME/test.json, dataset/NAME/test.json, NAME/test_shared.json "
+                                  "(LLM-Adapters JSON), NAME = %s%s", t, dir, t, alt);
 }

@@ -1,5 +1,5 @@
 /* Merging a quantization-aware training state into plain integers
- * (../shared/SPEC.md §4):
+ * (docs/spec.md §4):
  *   q = clamp(round((W0 + scale*B A - b) / s), qmin, qmax),  scale = m*s,  bias = m*b
  * so that w = scale*q + bias; no adapter is left. */
 #ifndef DLQ_QUANT_EXPORT_H

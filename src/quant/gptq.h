@@ -1,4 +1,4 @@
-/* GPTQ (Frantar et al. 2022; ../shared/SPEC.md §5): one-shot weight
+/* GPTQ (Frantar et al. 2022; docs/spec.md §5): one-shot weight
  * quantization with second-order error compensation, column by column,
  * producing the same w = s*q + b group form as RTN and DL-QAT.
  *

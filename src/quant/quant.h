@@ -1,5 +1,5 @@
 /* Uniform asymmetric n-bit group quantization with a real-valued offset and
- * a per-group magnitude (../shared/SPEC.md §1–2):
+ * a per-group magnitude (docs/spec.md §1–2):
  *
  *   x  = (W' - b) / s            per group of `group` consecutive inputs of a row
  *   q  = clamp(round(x), qmin, qmax),   qmin = -2^(n-1), qmax = 2^(n-1) - 1
