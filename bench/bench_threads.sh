@@ -2,7 +2,8 @@
 # OpenMP waiting and the OpenBLAS kernel set, idle and on a shared machine: DL-QAT training
 # tokens/s on the demo's settings (english-mix-7M, W3 g64, batch 8 x 128, phase 2 = m + LoRA),
 # for each environment, with no other load and with BUSY busy-looping background jobs.
-#   sh bench/bench_threads.sh            (BUSY=2 STEPS=12; about 5 minutes on 2 cores)
+#   sh bench/bench_threads.sh            (BUSY=2 STEPS=12 LOADS="idle busy"; 15-20 minutes on 2 cores:
+#                                         the collapsing configurations run at ~30 tokens/s when busy)
 # Each run sets the variables itself with DLQ_AUTO_ENV=0 (dlqat changes nothing then); the
 # "dlqat default" row is what a plain `dlqat` run gets (no variable set, dlqat's own choice).
 # Prints one table row per (environment, load): phase-2 tokens/s as the training loop reports it.
@@ -20,13 +21,14 @@ run() { # name, env assignments...
     name=$1; shift
     env -u OPENBLAS_CORETYPE -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT "$@" ./build/dlqat quantize --model models/english-mix-7M \
         --method dlqat --bits 3 --group 64 --data data/sample/english-mix-train-sample.txt --phase1-steps 2 --steps "$STEPS" \
-        --batch 8 --seq 128 --seed 1 --out "$OUT/x.dlq" > "$OUT/log" 2>&1
+        --batch 8 --seq 128 --seed 1 --eval-text data/sample/english-mix-valid-sample.txt --ctx 64 --eval-windows 2 \
+        --out "$OUT/x.dlq" > "$OUT/log" 2>&1
     tps=$(tr '\r' '\n' < "$OUT/log" | grep 'phase2' | tail -1 | sed -n 's/.*| \([0-9]*\) tok\/s.*/\1/p')
     printf '| %s | %s | %s |\n' "$name" "$load" "$tps"
 }
 echo "| environment | load | phase-2 tok/s |"
 echo "|---|---|---|"
-for load in idle busy; do
+for load in ${LOADS:-idle busy}; do
     pids=""
     if [ $load = busy ]; then
         i=0
@@ -38,6 +40,6 @@ for load in idle busy; do
     run "$BEST, GOMP_SPINCOUNT=10000" DLQ_AUTO_ENV=0 OPENBLAS_CORETYPE=$BEST GOMP_SPINCOUNT=10000
     run "$BEST, GOMP_SPINCOUNT=1000" DLQ_AUTO_ENV=0 OPENBLAS_CORETYPE=$BEST GOMP_SPINCOUNT=1000
     run "$BEST, OMP_WAIT_POLICY=passive" DLQ_AUTO_ENV=0 OPENBLAS_CORETYPE=$BEST OMP_WAIT_POLICY=passive
-    run "dlqat default (no variable set)"
+    run "dlqat default (no variable set: $BEST, passive)"
     [ -n "$pids" ] && kill $pids
 done

@@ -30,14 +30,18 @@ int dlq_blas_is_fallback(void);
  * with a warning appended when it runs a fallback. */
 void dlq_blas_describe(char *buf, size_t cap);
 
-/* The spin-wait count dlqat gives libgomp when the user set neither
- * OMP_WAIT_POLICY nor GOMP_SPINCOUNT (see docs/deployment.md, "Threads"). */
-#define DLQ_GOMP_SPINCOUNT "10000"
+/* The OpenMP wait policy dlqat starts with when the user set neither
+ * OMP_WAIT_POLICY nor GOMP_SPINCOUNT: passive (threads sleep at once instead of
+ * spinning). Measured by bench/bench_threads.sh (README, "Speed"): DL-QAT
+ * training ~7 % slower on an idle 2-core machine, 7-19x faster when two other
+ * jobs share the cores (libgomp's default spin and a 1000-10000 spin count
+ * collapse there). */
+#define DLQ_OMP_WAIT_POLICY "passive"
 
 /* For programs (the CLI): when OPENBLAS_CORETYPE is unset and OpenBLAS chose a
  * fallback kernel set, or when OMP_WAIT_POLICY and GOMP_SPINCOUNT are both
- * unset, set them (OPENBLAS_CORETYPE = dlq_blas_best_core(), GOMP_SPINCOUNT =
- * DLQ_GOMP_SPINCOUNT) and exec the program again (once: DLQ_REEXEC marks the
+ * unset, set them (OPENBLAS_CORETYPE = dlq_blas_best_core(), OMP_WAIT_POLICY =
+ * DLQ_OMP_WAIT_POLICY) and exec the program again (once: DLQ_REEXEC marks the
  * second start). Returns only when nothing needed changing, when DLQ_AUTO_ENV=0
  * asks for no change, or when the exec failed (the program then runs as it is).
  * Variables the user set are never changed. */

@@ -82,7 +82,7 @@ void dlq_env_reexec(char **argv) {
         change = 1;
     }
     if (!getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT")) {
-        setenv("GOMP_SPINCOUNT", DLQ_GOMP_SPINCOUNT, 1);
+        setenv("OMP_WAIT_POLICY", DLQ_OMP_WAIT_POLICY, 1);
         change = 1;
     }
     if (!change) return;
