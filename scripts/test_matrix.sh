@@ -3,7 +3,8 @@
 # either (issue: a newcomer's first `make test` was red on a CPU newer than Debian's OpenBLAS).
 #   sh scripts/test_matrix.sh                 (about 1.5 min per configuration on 2 cores)
 # CORES: the OPENBLAS_CORETYPE values ("" = unset); ISAS: the DLQ_ISA caps (each with the kernel set unset).
-# The defaults take what the CPU can run. Prints one line per configuration and exits non-zero if any failed.
+# The defaults take what the CPU can run. Prints one line per configuration (and its FAIL lines; whole logs in
+# LOGS, default /tmp/dlq_test_matrix) and exits non-zero if any failed.
 set -u
 cd "$(dirname "$0")/.."
 flags=$(grep -m1 '^flags' /proc/cpuinfo)
@@ -18,10 +19,15 @@ if [ -z "${CORES_SET:-}" ]; then
 fi
 echo "CPU: $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1); OpenBLAS alone picks: $(DLQ_AUTO_ENV=0 ./build/dlqat --version | sed -n 's/^blas *//p')"
 bad=0
+LOGS=${LOGS:-/tmp/dlq_test_matrix}
+mkdir -p "$LOGS"
 run() { # label, env...
     label=$1; shift
-    line=$(env "$@" make -s test 2>&1 | tail -1)
-    echo "$label: $line"
+    log="$LOGS/$(echo "$label" | tr -c 'A-Za-z0-9=_\n' '_').log"
+    env "$@" make -s test > "$log" 2>&1
+    line=$(grep -E '^tests: ' "$log" | tail -1)
+    echo "$label: ${line:-no summary (see $log)}"
+    grep -E '^FAIL' "$log" | head -5
     case "$line" in *" 0 failed"*) ;; *) bad=1;; esac
 }
 for c in $CORES; do

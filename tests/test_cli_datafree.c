@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -31,6 +32,8 @@ int main(void) {
              "/eval.tok --loss kl --phase1-steps 3 --steps 3 --batch 4 --lr 1e-3 --out " DIR "/w3.dlq --json " DIR "/w3.json",
              o, sizeof o);
     CHECK(rc == 0 && strstr(o, "| DL-QAT | 3 | g32 |"), "quantize --loss kl on tokens (rc %d): %s", rc, o);
+    /* a finished run leaves no work folder unless --keep-work */
+    CHECK(access(DIR "/w3.dlq.work", F_OK) != 0, "the work folder of a finished run was removed");
     FILE *f = fopen(DIR "/w3.json", "r");
     if (f) {
         size_t n = fread(o, 1, sizeof o - 1, f);

@@ -362,7 +362,7 @@ static void test_cli(void) {
     /* a checkpoint of a --rotate run does not resume without --rotate (its s, b, m, LoRA belong to the
        rotated weights) */
     const char *tr = "build/dlqat quantize --model " M " --bits 4 --group 32 --data " DIR "/eval.tok --loss kl --phase1-steps 2 "
-                     "--steps 2 --batch 2 --ckpt-every 2 --out " DIR "/t.dlq";
+                     "--steps 2 --batch 2 --ckpt-every 2 --keep-work --out " DIR "/t.dlq";
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "%s --rotate", tr);
     rc = t_run(cmd, o, sizeof o);
