@@ -64,15 +64,41 @@ static inline double t_maxabs(const float *a, const float *b, size_t n, size_t *
 /* Runs a shell command (one thread, passive OpenMP waits), captures stdout +
  * stderr into out (truncated to cap), returns the exit status (-1: no status).
  * For the CLI tests. */
-static inline int t_run(const char *cmd, char *out, size_t cap) {
-    char full[2048];
-    snprintf(full, sizeof full, "OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive %s 2>&1", cmd);
+static inline int t_run_to(const char *cmd, char *out, size_t cap, const char *stderr_to) {
+    char full[4096];
+    snprintf(full, sizeof full, "OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive %s 2>%s", cmd, stderr_to);
     FILE *p = popen(full, "r");
     if (!p) return -1;
     size_t n = fread(out, 1, cap - 1, p);
     out[n] = 0;
     int st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+static inline int t_run(const char *cmd, char *out, size_t cap) { return t_run_to(cmd, out, cap, "&1"); }
+/* the same with stdout only (stderr dropped) */
+static inline int t_run_stdout(const char *cmd, char *out, size_t cap) { return t_run_to(cmd, out, cap, "/dev/null"); }
+
+/* llama.cpp's tokenizer test vectors (tests/test-tokenizer-0): .inp holds the texts separated by
+ * "\n__ggml_vocab_test__\n", .out one line of space-separated ids per text. Takes the next case from
+ * *ipos / *opos: its text (*text, *tl bytes) and up to cap expected ids into exp (*ne); 0 at the end. */
+static inline int t_vocab_next(const char *inp, size_t ilen, size_t *ipos, const char *outp, size_t olen, size_t *opos,
+                               const char **text, size_t *tl, int32_t *exp, size_t cap, size_t *ne) {
+    static const char sep[] = "\n__ggml_vocab_test__\n";
+    size_t sl = sizeof sep - 1;
+    if (!inp || !outp || *ipos >= ilen) return 0;
+    const char *e = memmem(inp + *ipos, ilen - *ipos, sep, sl);
+    if (!e) return 0;
+    *tl = (size_t)(e - (inp + *ipos));
+    *text = inp + *ipos;
+    *ipos += *tl + sl;
+    const char *nl = memchr(outp + *opos, '\n', olen - *opos);
+    size_t ll = nl ? (size_t)(nl - (outp + *opos)) : olen - *opos;
+    char *line = strndup(outp + *opos, ll), *sp = line, *end;
+    *opos += ll + (nl ? 1 : 0);
+    *ne = 0;
+    for (long v; line && *ne < cap && (v = strtol(sp, &end, 10), end != sp); sp = end) exp[(*ne)++] = (int32_t)v;
+    free(line);
+    return 1;
 }
 
 /* A number (true / false count as 1 / 0) from the top-level object of a JSON

@@ -481,8 +481,9 @@ static void test_readers_vs_fixture(const dlq_model *m, json_t *root) {
         dlq_mc_set_free(&s);
     }
     /* MMLU: prompts and the shots kept after dropping */
+    /* the fixture's questions are the first 8 test rows of each subject: the repo's sample (data/tasks) has them */
     const char *mdir = t_shared("tasks/mmlu");
-    if (!mdir) { SKIP("../shared/data/tasks/mmlu absent"); return; }
+    if (!mdir) mdir = "data/tasks/mmlu";
     json_t *mm = json_object_get(root, "mmlu");
     char subjects[1024] = "";
     size_t i;

@@ -322,12 +322,12 @@ static void test_cli(void) {
     } else CHECK(0, "load r.dlq: %s", err.msg);
     rc = t_run("build/dlqat quantize --model " DIR "/r.dlq --method rtn --bits 4 --rotate --out " DIR "/x.dlq", o, sizeof o);
     CHECK(rc == 1 && strstr(o, "--rotate:") && strstr(o, "already quantized"), "quantize --rotate on a .dlq (rc %d): %s", rc, o);
-    /* --rotate-steps: the learned rotation keeps the model's function (FP perplexity) and descends on its
-       training objective. Every step sees the same batch (--batch 24 = all rows), so the first and the
-       last step's losses are measured on the same data: 30 Adam/Cayley steps along a correct Riemannian
-       gradient lower it (0.0727 -> 0.0629 here, -13.5 %; with the heads -> 0.0640, -12 %); a wrong sign or a
-       broken retraction raises it or leaves it flat. The margin asked is 5 %, under half of what was measured. Whether the learned basis
-       beats the Hadamard one on held-out rows is an outcome (README, stories260K table), not asserted. */
+    /* --rotate-steps: the learned rotation keeps the model's function (FP perplexity: R stays orthogonal) and moves
+       the basis (the RTN model differs from the Hadamard start's). Its gradient is checked against central
+       differences above (test_rotgrad). Whether 30 Adam/Cayley steps lower the loss is an outcome, not a guarantee:
+       the loss re-rounds the weights at every step (piecewise constant; the STE gradient is not its gradient), and
+       on one fixed batch the same command measured 0.0727 -> 0.0629 with OpenBLAS's Haswell kernels but
+       0.0727 -> 0.0762 with its SkylakeX kernels. So it is not asserted here (benchmark: README, stories260K). */
     rc = t_run("build/dlqat sample --model " M " --n 24 --len 64 --seed 1 --out " DIR "/train.tok", o, sizeof o);
     CHECK(rc == 0, "sample (rc %d): %s", rc, o);
     rc = t_run("build/dlqat quantize --model " M " --method rtn --bits 4 --group 32 --rotate-steps 30 --loss kl --batch 24 "
@@ -336,11 +336,12 @@ static void test_cli(void) {
     double fp_l = t_json_num(DIR "/l.json", "ppl_fp"), q_l = t_json_num(DIR "/l.json", "ppl_after");
     double l0 = t_json_num(DIR "/l.json", "rotate_loss_first"), l1 = t_json_num(DIR "/l.json", "rotate_loss_last");
     CHECK(fabs(fp_l - fp_n) <= 1e-4 * fp_n, "full-precision ppl after the learned rotation: %g vs %g", fp_l, fp_n);
-    CHECK(l1 < 0.95 * l0, "learned rotation: training loss %g -> %g on a fixed batch (expected at least 5 %% lower)", l0, l1);
+    CHECK(l0 > 0 && l1 > 0 && isfinite(l0) && isfinite(l1), "learned rotation: training losses %g -> %g", l0, l1);
+    CHECK(fabs(q_l - q_r) > 1e-6 * q_r, "the learned rotation left the RTN model unchanged (ppl %g vs %g)", q_l, q_r);
     CHECK(q_l > 0 && isfinite(q_l), "RTN ppl after the learned rotation %g", q_l);
     CHECK(t_json_num(DIR "/l.json", "rotate_steps") == 30, "JSON records the rotation learning");
     /* --rotate-heads: the per-head v/o rotations are learned too; same function, same starting point
-       (U = I: the first step's loss equals R alone's), and it descends too */
+       (U = I: the first step's loss equals R alone's, computed the same way) */
     rc = t_run("build/dlqat quantize --model " M " --method rtn --bits 4 --group 32 --rotate-steps 30 --rotate-heads --loss kl "
                "--batch 24 --data " DIR "/train.tok --eval-tokens " DIR "/eval.tok --out " DIR "/h.dlq --json " DIR "/h.json",
                o, sizeof o);
@@ -349,7 +350,7 @@ static void test_cli(void) {
     double h0 = t_json_num(DIR "/h.json", "rotate_loss_first"), h1 = t_json_num(DIR "/h.json", "rotate_loss_last");
     CHECK(fabs(fp_h - fp_n) <= 1e-4 * fp_n, "full-precision ppl after the learned head rotations: %g vs %g", fp_h, fp_n);
     CHECK(fabs(h0 - l0) <= 1e-6 * l0, "first-step loss with --rotate-heads %g vs R alone %g (same start)", h0, l0);
-    CHECK(h1 < 0.95 * h0, "--rotate-heads: training loss %g -> %g on a fixed batch (expected at least 5 %% lower)", h0, h1);
+    CHECK(h1 > 0 && isfinite(h1), "--rotate-heads: last training loss %g", h1);
     CHECK(q_h > 0 && isfinite(q_h), "RTN ppl after --rotate-heads %g", q_h);
     CHECK(t_json_num(DIR "/h.json", "rotate_heads") == 1, "JSON records --rotate-heads");
     rc = t_run("build/dlqat quantize --model " M " --method rtn --bits 4 --rotate-heads --out " DIR "/x.dlq", o, sizeof o);

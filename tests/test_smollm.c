@@ -61,23 +61,11 @@ static void test_vectors(const dlq_tokenizer *t) {
         free(inp);
         return;
     }
-    static const char sep[] = "\n__ggml_vocab_test__\n";
-    size_t sl = sizeof sep - 1, ipos = 0, opos = 0, nids = 0;
+    size_t ipos = 0, opos = 0, nids = 0, tl, ne;
     int ncase = 0, nbad = 0, ndec = 0, nspecial = 0;
-    while (ipos < ilen) {
-        char *e = memmem(inp + ipos, ilen - ipos, sep, sl);
-        if (!e) break;
-        size_t tl = (size_t)(e - (inp + ipos));
-        const char *text = inp + ipos;
-        ipos += tl + sl;
-        char *nl = memchr(outp + opos, '\n', olen - opos);
-        size_t ll = nl ? (size_t)(nl - (outp + opos)) : olen - opos;
-        int32_t exp[2048];
-        size_t ne = 0;
-        char *line = strndup(outp + opos, ll), *sp = line, *end;
-        opos += ll + (nl ? 1 : 0);
-        for (long v; ne < 2048 && (v = strtol(sp, &end, 10), end != sp); sp = end) exp[ne++] = (int32_t)v;
-        free(line);
+    const char *text;
+    int32_t exp[2048];
+    while (t_vocab_next(inp, ilen, &ipos, outp, olen, &opos, &text, &tl, exp, 2048, &ne)) {
         int32_t *ids = NULL;
         size_t n = 0;
         /* -1: the vocabulary's own policy, as llama-tokenize (add_bos_token = false, no EOS) */
@@ -239,17 +227,6 @@ static int write_hf_json(const dlq_gguf *g, const char *path) {
     return rc;
 }
 
-/* stdout of a command (stderr dropped), one thread, passive OpenMP waits */
-static int run_out(const char *cmd, char *out, size_t cap) {
-    char full[4096];
-    snprintf(full, sizeof full, "OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive %s 2>/dev/null", cmd);
-    FILE *p = popen(full, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 int main(void) {
     const char *gguf = t_shared(GGUF_REL);
@@ -359,7 +336,7 @@ int main(void) {
            llama.cpp does not do for this vocabulary, so only the chat prompt, that starts with one, is comparable) */
         if (i == 0 && !strchr(prompt, '\'')) {
             snprintf(cmd, sizeof cmd, "build/dlqat generate --model %s --prompt '%s' -n %d --temp 0", gguf, prompt, n);
-            rc = run_out(cmd, o, sizeof o);
+            rc = t_run_stdout(cmd, o, sizeof o);
             size_t ol = strlen(o), cl = strlen(comp);
             while (ol && o[ol - 1] == '\n') o[--ol] = 0;
             /* stdout = the prompt decoded (chat tokens decode to nothing) + the continuation */

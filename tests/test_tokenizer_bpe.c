@@ -61,25 +61,13 @@ static void test_gguf_gpt2(void) {
     /* test-tokenizer-0: inputs = file split on "\n__ggml_vocab_test__\n" (each
      * input's own trailing newline is part of the separator); .out line i =
      * the ids of input i, no BOS. */
-    static const char sep[] = "\n__ggml_vocab_test__\n";
-    size_t sl = sizeof sep - 1, ipos = 0, opos = 0;
+    size_t ipos = 0, opos = 0, tl, ne;
     int ncase = 0, nbad = 0, worst_case = -1;
     long worst_at = -1;
     char *worst_text = NULL;
-    while (inp && outp && ipos < ilen) {
-        char *e = memmem(inp + ipos, ilen - ipos, sep, sl);
-        if (!e) break;
-        size_t tl = (size_t)(e - (inp + ipos));
-        const char *text = inp + ipos;
-        ipos += tl + sl;
-        char *nl = memchr(outp + opos, '\n', olen - opos);
-        size_t ll = nl ? (size_t)(nl - (outp + opos)) : olen - opos;
-        int32_t exp[4096];
-        size_t ne = 0;
-        char *line = strndup(outp + opos, ll), *sp = line, *end;
-        opos += ll + (nl ? 1 : 0);
-        for (long v; ne < 4096 && (v = strtol(sp, &end, 10), end != sp); sp = end) exp[ne++] = (int32_t)v;
-        free(line);
+    const char *text;
+    int32_t exp[4096];
+    while (t_vocab_next(inp, ilen, &ipos, outp, olen, &opos, &text, &tl, exp, 4096, &ne)) {
         int32_t *ids = NULL;
         size_t n = 0;
         rc = dlq_tok_encode(t, text, tl, 0, &ids, &n, &err);
