@@ -457,8 +457,11 @@ static void test_readers_vs_fixture(const dlq_model *m, json_t *root) {
         if (strcmp(name, "hellaswag")) {
             const char *rel = strstr(src, "data/tasks/");
             path = rel ? t_shared(rel + 5) : NULL;
-            if (!path) { SKIP("%s: ../shared/data/%s absent", name, rel ? rel + 5 : src); continue; }
-            snprintf(buf, sizeof buf, "%s", path);
+            if (path) snprintf(buf, sizeof buf, "%s", path);
+            else if (dlq_mc_find_file(name, DLQ_EVAL_DATA_DEFAULT, buf, sizeof buf, &err) == 0)
+                /* the repo's sample holds the first 100 items of the same files: the fixture's 50 are among them */
+                printf("%s: ../shared absent, reading the shipped sample %s\n", name, buf);
+            else { SKIP("%s: ../shared/data/%s absent, and no sample in " DLQ_EVAL_DATA_DEFAULT, name, rel ? rel + 5 : src); continue; }
             path = buf;
         }
         json_t *items = json_object_get(tv, "items");
