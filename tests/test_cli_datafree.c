@@ -34,6 +34,11 @@ int main(void) {
     CHECK(rc == 0 && strstr(o, "| DL-QAT | 3 | g32 |"), "quantize --loss kl on tokens (rc %d): %s", rc, o);
     /* a finished run leaves no work folder unless --keep-work */
     CHECK(access(DIR "/w3.dlq.work", F_OK) != 0, "the work folder of a finished run was removed");
+    /* a LoRA fine-tune of the llama2.c checkpoint writes its tokenizer (tok512.model) into the merged HF folder */
+    rc = t_run("build/dlqat finetune --model " M " --data " DIR "/train.tok --mode lora --steps 2 --batch 2 --merge --out " DIR "/ft",
+               o, sizeof o);
+    CHECK(rc == 0 && access(DIR "/ft/merged/tokenizer.model", F_OK) == 0 && access(DIR "/ft/merged/tokenizer_config.json", F_OK) == 0,
+          "finetune --merge of a llama2.c model carries its tokenizer (rc %d): %s", rc, o);
     FILE *f = fopen(DIR "/w3.json", "r");
     if (f) {
         size_t n = fread(o, 1, sizeof o - 1, f);

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "export/export.h"
 #include "core/mapfile.h"
 #include "io/hf_write.h"
 #include "train/checkpoint.h"
@@ -32,12 +33,10 @@ static void usage(void) {
            "Writes DIR/model (full) or DIR/adapter (+ DIR/merged), DIR/metrics.jsonl, DIR/checkpoints, DIR/run.json.\n");
 }
 
-static int write_outputs(const dlq_tmodel *tm, const dlq_model *m, const char *out, int merge, dlq_dtype dt,
-                         const dlq_tmodel_opts *o, dlq_err *err) {
-    char dir[1200], tokdir[1100];
+static int write_outputs_from(const dlq_tmodel *tm, const dlq_model *m, const char *out, int merge, dlq_dtype dt,
+                              const dlq_tmodel_opts *o, const char *tsrc, dlq_err *err) {
+    char dir[1200];
     int rc = 0;
-    const char *tsrc = NULL;
-    if (m->format == DLQ_FMT_HF) { snprintf(tokdir, sizeof tokdir, "%s", m->path); tsrc = tokdir; }
     const dlq_params *P = &tm->params;
     if (o->mode == DLQ_MODE_FULL) {
         dlq_hf_tensor *ts = calloc((size_t)P->n, sizeof *ts);
@@ -122,6 +121,23 @@ static int write_outputs(const dlq_tmodel *tm, const dlq_model *m, const char *o
     free(bufs);
     free(bt);
     if (!rc) fprintf(stderr, "[finetune] wrote %s (merged model)\n", dir);
+    return rc;
+}
+
+/* the tokenizer goes with the written models: the HF folder's own files, or the model's
+   tokenizer in HF form (a llama2.c checkpoint's tok512.model, a .dlq's embedded copy) */
+static int write_outputs(const dlq_tmodel *tm, const dlq_model *m, const char *out, int merge, dlq_dtype dt,
+                         const dlq_tmodel_opts *o, dlq_err *err) {
+    char scratch[1100] = "";
+    const char *tsrc = NULL;
+    if (m->format == DLQ_FMT_HF) tsrc = m->path;
+    else {
+        int rc = dlq_export_tokenizer_folder(m, scratch, sizeof scratch, err);
+        if (rc) return rc;
+        if (scratch[0]) tsrc = scratch;
+    }
+    int rc = write_outputs_from(tm, m, out, merge, dt, o, tsrc, err);
+    dlq_export_tokenizer_folder_remove(scratch);
     return rc;
 }
 

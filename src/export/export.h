@@ -54,6 +54,13 @@ void dlq_export_report_free(dlq_export_report *r);
 void dlq_export_report_totals(const dlq_export_report *r, int packed_only, double *max_err, double *mean_err);
 
 int dlq_export_gguf(const dlq_model *m, const char *path, const dlq_export_opts *o, dlq_export_report *r, dlq_err *err);
+/* A scratch folder holding the model's tokenizer in Hugging Face form (tokenizer.model or
+ * tokenizer.json + tokenizer_config.json), for writers that copy tokenizer files from a folder;
+ * dir = "" when the tokenizer has none (no tokenizer, a llama2.c tokenizer.bin, GGUF metadata).
+ * Remove it with dlq_export_tokenizer_folder_remove. */
+int dlq_export_tokenizer_folder(const dlq_model *m, char *dir, size_t cap, dlq_err *err);
+void dlq_export_tokenizer_folder_remove(const char *dir);
+
 int dlq_export_hf(const dlq_model *m, const char *dir, const dlq_export_opts *o, dlq_export_report *r, dlq_err *err);
 int dlq_export_gptq(const dlq_model *m, const char *dir, const dlq_export_opts *o, dlq_export_report *r, dlq_err *err);
 

@@ -91,6 +91,27 @@ static int make_tokdir(const dlq_model *m, tokdir *td, dlq_export_report *r, int
     return rc;
 }
 
+int dlq_export_tokenizer_folder(const dlq_model *m, char *dir, size_t cap, dlq_err *err) {
+    dlq_export_report r = {0};
+    tokdir td = {.used = 0};
+    int made = 0, rc = make_tokdir(m, &td, &r, &made, err);
+    dlq_export_report_free(&r);
+    if (rc || !made) {
+        tokdir_remove(&td);
+        if (cap) dir[0] = 0;
+        return rc;
+    }
+    snprintf(dir, cap, "%s", td.dir);
+    return DLQ_OK;
+}
+
+void dlq_export_tokenizer_folder_remove(const char *dir) {
+    if (!dir || !dir[0]) return;
+    tokdir td = {.used = 1};
+    snprintf(td.dir, sizeof td.dir, "%s", dir);
+    tokdir_remove(&td);
+}
+
 static dlq_dtype out_dtype(const dlq_export_opts *o) {
     return o && (o->dtype == DLQ_BF16 || o->dtype == DLQ_F32) ? o->dtype : DLQ_F16;
 }
