@@ -449,6 +449,33 @@ static void test_kquant_model(void) {
             free(y);
         }
         dlq_model_destroy(m);
+        /* the same file cut short anywhere (header, metadata, inside a K-quant tensor): an error with a message */
+        FILE *f = fopen(path, "rb");
+        long full = -1;
+        if (f && fseek(f, 0, SEEK_END) == 0) full = ftell(f);
+        uint8_t *img = full > 0 ? malloc((size_t)full) : NULL;
+        if (f && img) {
+            rewind(f);
+            if (fread(img, 1, (size_t)full, f) != (size_t)full) full = -1;
+        }
+        if (f) fclose(f);
+        char cut[300];
+        snprintf(cut, sizeof cut, "%s.cut.gguf", path);
+        int bad = 0, n_cut = 0;
+        for (long L = 0; img && full > 0 && L < full; L += 1 + full / 37, n_cut++) {
+            FILE *c = fopen(cut, "wb");
+            if (!c) break;
+            fwrite(img, 1, (size_t)L, c);
+            fclose(c);
+            dlq_model *mc = NULL;
+            dlq_err ec = {0};
+            int r2 = dlq_model_load(&mc, cut, NULL, &ec);
+            if (r2 == 0 || !ec.msg[0]) bad++;
+            if (mc) dlq_model_destroy(mc);
+        }
+        CHECK(n_cut > 30 && bad == 0, "K-quant GGUF cut short: %d of %d lengths loaded or gave no message", bad, n_cut);
+        unlink(cut);
+        free(img);
     }
     unlink(path);
     for (int i = 0; i < NW; i++) free(data[i]);

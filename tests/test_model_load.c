@@ -6,6 +6,7 @@
 
 #include "core/mapfile.h"
 #include "model/model.h"
+#include "kernels/blas_env.h"
 #include "t.h"
 
 static char tmpdir[256];
@@ -123,6 +124,18 @@ int main(void) {
         CHECK(system("build/dlqat frobnicate 2>/dev/null") >> 8 == 2, "unknown command -> exit 2");
         CHECK(system("build/dlqat info models/english-mix-7M >/dev/null") == 0, "info works");
         CHECK(system("build/dlqat --version | grep -q '^dlqat [0-9]'") == 0, "--version");
+        /* the start-up environment (kernels/blas_env.h): with nothing set, dlqat never runs a BLAS kernel set the CPU
+           outclasses and waits passively; what the user sets is kept; DLQ_AUTO_ENV=0 changes nothing */
+        CHECK(system("env -u OPENBLAS_CORETYPE -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT build/dlqat --version | "
+                     "grep '^blas' | grep -qv WARNING") == 0, "default start: no fallback kernels");
+        CHECK(system("env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT build/dlqat --version | grep -q 'OMP_WAIT_POLICY=passive'") == 0,
+              "default start: passive OpenMP waits");
+        CHECK(system("OMP_WAIT_POLICY=active OPENBLAS_CORETYPE=Prescott build/dlqat --version | "
+                     "grep -q 'OPENBLAS_CORETYPE=Prescott GOMP_SPINCOUNT=(unset) OMP_WAIT_POLICY=active'") == 0,
+              "user-set variables are kept");
+        if (dlq_blas_best_core())
+            CHECK(system("DLQ_AUTO_ENV=0 OPENBLAS_CORETYPE=Prescott build/dlqat --version | grep '^blas' | grep -q WARNING") == 0,
+                  "a forced Prescott kernel set on a CPU that can run %s is reported", dlq_blas_best_core());
     } else SKIP("build/dlqat not built");
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
